@@ -167,9 +167,9 @@ def make_train_step(
     metrics = dict(metrics)
     metrics["loss"] = loss
     metrics["total_loss"] = total
-    metrics["grad_norm"] = optax.global_norm(grads)
-    metrics["param_norm"] = optax.global_norm(params)
-    metrics["update_norm"] = optax.global_norm(param_updates)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    metrics["param_norm"] = optax.tree.norm(params)
+    metrics["update_norm"] = optax.tree.norm(param_updates)
     if schedule is not None:
       metrics["learning_rate"] = jnp.asarray(schedule(state.step), jnp.float32)
     return new_state, jax.tree.map(lambda m: m.astype(jnp.float32), metrics)
