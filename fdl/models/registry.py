@@ -1,0 +1,37 @@
+"""Models by name, for configs (``config.model_name`` plus ``config.model`` kwargs).
+
+Examples:
+  >>> model = create_model('resnet18', num_classes=10, stem='cifar')
+  >>> model.stage_sizes, model.stem
+  ((2, 2, 2, 2), 'cifar')
+"""
+
+from collections.abc import Callable
+
+import flax.linen as nn
+
+from fdl.models import _checks
+from fdl.models.cnn import CNN
+from fdl.models.mlp import MLP
+from fdl.models.resnet import resnet18, resnet34, resnet50
+from fdl.models.unet import UNet
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    'mlp': MLP,
+    'cnn': CNN,
+    'resnet18': resnet18,
+    'resnet34': resnet34,
+    'resnet50': resnet50,
+    'unet': UNet,
+}
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+  """Builds the model registered as ``name`` with keyword arguments ``kwargs``.
+
+  Raises:
+    ValueError: ``name`` is not a key of :data:`MODELS` (the message lists them), or a
+      keyword argument has an invalid value.
+  """
+  _checks.check_choice('model name', name, tuple(MODELS))
+  return MODELS[name](**kwargs)
