@@ -26,8 +26,8 @@ class EarlyStopping:
 
   Examples:
     >>> es = EarlyStopping(metric="val/loss", patience=2)
-    >>> [es.update(epoch, v) for epoch, v in enumerate([3.0, 2.0, 2.5, 2.1, 1.0])]
-    [False, False, False, True, False]
+    >>> [es.update(epoch, v) for epoch, v in enumerate([3.0, 2.0, 2.5, 2.1])]
+    [False, False, False, True]
     >>> es.best_epoch
     1
   """

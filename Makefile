@@ -1,0 +1,25 @@
+# The two commands of the README. Both create .venv and install fdl on first use;
+# later runs reinstall only when pyproject.toml changed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+DEMO_DIR ?= runs/nonlinearity
+
+.PHONY: demo test clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fdl needs Python >= 3.11; got " + sys.version)'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing fdl and its dependencies into $(VENV) ..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	@$(PY) -c 'import fdl, jax, flax, optax, orbax.checkpoint' && touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) experiments/nonlinearity.py --config experiments/configs/nonlinearity.py --workdir $(DEMO_DIR)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,1 @@
+"""Small end-to-end demonstrations built from library pieces."""
