@@ -24,7 +24,12 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # keep Orbax's per-save INFO lines out
   print(f"devices: {jax.device_count()} x {jax.devices()[0].device_kind}")
   summary = nonlinearity.run(_CONFIG.value, _WORKDIR.value)
-  print(json.dumps({k: summary[k] for k in
+  if summary.get("interrupted"):
+    print(f"interrupted while training {summary['model']}; run the same command "
+          "again to resume from the checkpoint")
+    return
+  print(json.dumps({k: round(summary[k], 4) if isinstance(summary[k], float)
+                    else summary[k] for k in
                     ("dataset", "linear_accuracy", "mlp_accuracy", "figure")},
                    indent=2))
 

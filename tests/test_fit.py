@@ -104,10 +104,12 @@ def test_resume_after_epoch_matches_uninterrupted(setup, reference, tmp_path):
       [h["train/loss"] for h in reference.history], rel=1e-6)
 
 
-def test_sigterm_mid_epoch_saves_and_resumes_exactly(setup, reference, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_mid_epoch_saves_and_resumes_exactly(setup, reference, tmp_path,
+                                                    signum):
   def send_sigterm(epoch, i):
     if (epoch, i) == (1, 2):  # after 6 steps: mid-epoch, off the log cadence
-      os.kill(os.getpid(), signal.SIGTERM)
+      os.kill(os.getpid(), signum)
 
   stopped = _fit(setup, str(tmp_path), 3,
                  data=lambda e: _data(e, on_batch=send_sigterm))

@@ -51,3 +51,47 @@ def test_script_runs_from_the_command_line(tmp_path):
   assert 0.0 <= summary["mlp_accuracy"] <= 1.0
   config = json.loads((tmp_path / "config.json").read_text())
   assert config["smoke"] is True and config["num_epochs"] == 3
+
+
+def test_sigterm_stops_the_script_cleanly_and_rerun_resumes(tmp_path):
+  """A real SIGTERM to the script: exit 0 with a checkpoint, then resume."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, PYTHONPATH=REPO_DIR)
+  command = [PYTHON, os.path.join(REPO_DIR, "experiments", "nonlinearity.py"),
+             f"--config={CONFIG}", f"--workdir={tmp_path}",
+             "--config.num_epochs=100000", "--config.early_stopping_patience=100000",
+             "--config.progress=False"]
+  proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
+  metrics = tmp_path / "linear" / "metrics.jsonl"
+  deadline = time.time() + 120
+  while not (metrics.exists() and metrics.stat().st_size > 0):
+    assert time.time() < deadline and proc.poll() is None, proc.stdout.read()[-3000:]
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  output, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 0, output[-3000:]
+  assert "SIGTERM received; saved a checkpoint" in output
+  assert "run the same command again to resume" in output
+  assert not (tmp_path / "summary.json").exists()
+  steps = sorted(int(p.name) for p in (tmp_path / "linear" / "checkpoints").iterdir()
+                 if p.name.isdigit())
+  assert steps
+  # Resume for a short total: the run continues from the saved step.
+  resumed = subprocess.run(command[:-3] + ["--config.num_epochs=2",
+                                           "--config.progress=False"],
+                           env=env, capture_output=True, text=True, timeout=300)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  assert f"resumed from step {steps[-1]}" in resumed.stdout
+
+
+def test_invalid_config_values_are_named(tmp_path):
+  with pytest.raises(ValueError, match=r"optimizer must be one of .*got 'adamax'"):
+    nonlinearity.run(_config(optimizer="adamax", smoke=True), str(tmp_path))
+  with pytest.raises(ValueError, match=r"batch_size must be in \[1, 600\].*got 0"):
+    nonlinearity.run(_config(batch_size=0), str(tmp_path))
+  with pytest.raises(ValueError, match=r"activation must be one of"):
+    config = _config()
+    config.mlp.activation = "swish"
+    nonlinearity.run(config, str(tmp_path))

@@ -31,7 +31,14 @@ def train_one(name: str, config: ml_collections.ConfigDict, splits: dict,
               workdir: str | None) -> dict:
   """Trains one model on ``splits["train"]``; returns its state and metrics."""
   model = _build_model(name, config)
-  steps_per_epoch = len(splits["train"]["label"]) // config.batch_size
+  num_train = len(splits["train"]["label"])
+  if not 1 <= config.batch_size <= num_train:
+    raise ValueError(
+        f"config.batch_size must be in [1, {num_train}] (the training split); "
+        f"got {config.batch_size}")
+  if config.num_epochs < 1:
+    raise ValueError(f"config.num_epochs must be >= 1; got {config.num_epochs}")
+  steps_per_epoch = num_train // config.batch_size
   schedule = train.make_schedule(
       config.schedule, learning_rate=config.learning_rate,
       total_steps=config.num_epochs * steps_per_epoch,
@@ -55,6 +62,8 @@ def train_one(name: str, config: ml_collections.ConfigDict, splits: dict,
           metric="val/loss", patience=config.early_stopping_patience),
       log_every=config.log_every, progress=config.progress)
   seconds = time.perf_counter() - start
+  if result.interrupted:
+    return {"interrupted": True}
   # The test split is evaluated once, after training, with the restored best state.
   test = train.evaluate(result.state, eval_step, [splits["test"]], prefix="test/")
   return {
@@ -82,13 +91,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   Returns:
     The summary dict; ``linear_accuracy`` and ``mlp_accuracy`` are test-split
-    accuracies in [0, 1].
+    accuracies in [0, 1]. If a signal interrupted training, only
+    ``{"interrupted": True, "model": name}``: nothing is reported, and running
+    again with the same `workdir` resumes.
   """
   os.makedirs(workdir, exist_ok=True)
   train.write_json(os.path.join(workdir, "config.json"), config.to_dict())
   splits = make_splits(config)
-  results = {name: train_one(name, config, splits, workdir)
-             for name in MODEL_NAMES}
+  results = {}
+  for name in MODEL_NAMES:
+    results[name] = train_one(name, config, splits, workdir)
+    if results[name].get("interrupted"):
+      # No summary for a half-trained model; the checkpoint resumes the run.
+      return {"interrupted": True, "model": name}
   summary = {
       "dataset": config.dataset,
       "split_sizes": {k: int(len(v["label"])) for k, v in splits.items()},
