@@ -31,14 +31,7 @@ def train_one(name: str, config: ml_collections.ConfigDict, splits: dict,
               workdir: str | None) -> dict:
   """Trains one model on ``splits["train"]``; returns its state and metrics."""
   model = _build_model(name, config)
-  num_train = len(splits["train"]["label"])
-  if not 1 <= config.batch_size <= num_train:
-    raise ValueError(
-        f"config.batch_size must be in [1, {num_train}] (the training split); "
-        f"got {config.batch_size}")
-  if config.num_epochs < 1:
-    raise ValueError(f"config.num_epochs must be >= 1; got {config.num_epochs}")
-  steps_per_epoch = num_train // config.batch_size
+  steps_per_epoch = len(splits["train"]["label"]) // config.batch_size
   schedule = train.make_schedule(
       config.schedule, learning_rate=config.learning_rate,
       total_steps=config.num_epochs * steps_per_epoch,
@@ -77,6 +70,22 @@ def train_one(name: str, config: ml_collections.ConfigDict, splits: dict,
   }
 
 
+def check_config(config: ml_collections.ConfigDict, num_train: int) -> None:
+  """Fails fast, before any training, on values that would fail later."""
+  if not 1 <= config.batch_size <= num_train:
+    raise ValueError(
+        f"config.batch_size must be in [1, {num_train}] (the training split); "
+        f"got {config.batch_size}")
+  if config.num_epochs < 1:
+    raise ValueError(f"config.num_epochs must be >= 1; got {config.num_epochs}")
+  for name in MODEL_NAMES:
+    _build_model(name, config)  # validates activation, widths, dropout
+  train.make_optimizer(config.optimizer, config.learning_rate,
+                       weight_decay=config.weight_decay)
+  train.make_schedule(config.schedule, learning_rate=config.learning_rate,
+                      total_steps=config.num_epochs, warmup_steps=0)
+
+
 def make_splits(config: ml_collections.ConfigDict) -> dict:
   """Deterministic, disjoint train / val / test splits of the toy data set."""
   x, y = data.make_toy_dataset(config.dataset, config.num_points,
@@ -98,6 +107,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   train.write_json(os.path.join(workdir, "config.json"), config.to_dict())
   splits = make_splits(config)
+  check_config(config, len(splits["train"]["label"]))
   results = {}
   for name in MODEL_NAMES:
     results[name] = train_one(name, config, splits, workdir)
