@@ -154,3 +154,18 @@ def test_bf16_compute_keeps_float32_params():
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(state.params))
   assert metrics["loss"].dtype == jnp.float32
   assert np.isfinite(float(metrics["loss"]))
+
+
+def test_weights_exclude_padding_from_eval(dropout_cnn):
+  state, _ = _run(dropout_cnn, seed=0)
+  _, _, _, eval_step, _ = dropout_cnn
+  batch = _image_batch(5)
+  real = {k: v[:3] for k, v in batch.items()}
+  padded = {k: v.copy() for k, v in batch.items()}
+  padded["image"][3] = 100.0  # garbage in the padding slot
+  padded["weight"] = np.asarray([1, 1, 1, 0], np.float32)
+  m_real = eval_step(state, dict(real, weight=np.ones(3, np.float32)))
+  m_pad = eval_step(state, padded)
+  assert float(m_pad["count"]) == 3.0
+  assert float(m_pad["loss"]) == pytest.approx(float(m_real["loss"]), rel=1e-5)
+  assert float(m_pad["accuracy"]) == pytest.approx(float(m_real["accuracy"]), rel=1e-6)

@@ -22,8 +22,22 @@ from fdl.train import mesh as mesh_lib
 from fdl.train.state import TrainState
 
 # loss_fn(outputs, batch) -> (scalar loss, {name: scalar metric}); means over the
-# global batch.
+# global batch, weighted by batch["weight"] when present.
 LossFn = Callable[[jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, dict]]
+
+WEIGHT_KEY = "weight"
+
+
+def _mean(values: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
+  """Mean of per-example `values`, weighted by ``batch["weight"]`` if present.
+
+  Evaluation pads the last batch to a multiple of the device count; padding
+  examples carry weight 0 so they change neither sums nor counts.
+  """
+  if WEIGHT_KEY not in batch:
+    return values.mean()
+  weight = batch[WEIGHT_KEY].astype(values.dtype)
+  return (values * weight).sum() / jnp.maximum(weight.sum(), 1.0)
 
 
 def classification_loss(*, label_smoothing: float = 0.0,
@@ -40,9 +54,9 @@ def classification_loss(*, label_smoothing: float = 0.0,
 
   def loss_fn(logits, batch):
     labels = batch[target_key]
-    loss = losses.cross_entropy(logits, labels,
-                                label_smoothing=label_smoothing).mean()
-    return loss, {"accuracy": losses.accuracy(logits, labels).mean()}
+    loss = _mean(losses.cross_entropy(logits, labels,
+                                      label_smoothing=label_smoothing), batch)
+    return loss, {"accuracy": _mean(losses.accuracy(logits, labels), batch)}
 
   loss_fn.target_key = target_key
   loss_fn.target_integer = True
@@ -57,7 +71,7 @@ def regression_loss(name: str = "mse", *, target_key: str = "target") -> LossFn:
   per_example = losses.get_loss(name)
 
   def loss_fn(outputs, batch):
-    return per_example(outputs, batch[target_key]).mean(), {}
+    return _mean(per_example(outputs, batch[target_key]), batch), {}
 
   loss_fn.target_key = target_key
   loss_fn.target_integer = False
@@ -197,8 +211,9 @@ def make_eval_step(
 ) -> Callable[[TrainState, Any], dict]:
   """Builds ``eval_step(state, batch) -> metrics`` (model in eval mode).
 
-  Metrics are means over the batch, plus ``count``, the batch size, so that
-  callers can weight batches of different sizes.
+  Metrics are means over the batch, plus ``count``, the number of examples
+  (the sum of ``batch["weight"]`` when given, so padding does not count), so
+  that callers can weight batches of different sizes.
   """
   if mesh is None:
     mesh = mesh_lib.make_mesh()
@@ -208,7 +223,10 @@ def make_eval_step(
     loss, metrics = loss_fn(outputs, batch)
     metrics = dict(metrics, loss=loss)
     metrics = jax.tree.map(lambda m: m.astype(jnp.float32), metrics)
-    metrics["count"] = jnp.asarray(batch[input_key].shape[0], jnp.float32)
+    if WEIGHT_KEY in batch:
+      metrics["count"] = batch[WEIGHT_KEY].astype(jnp.float32).sum()
+    else:
+      metrics["count"] = jnp.asarray(batch[input_key].shape[0], jnp.float32)
     return metrics
 
   replicated = mesh_lib.replicated(mesh)
