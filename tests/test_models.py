@@ -454,6 +454,7 @@ def test_invalid_config_names_the_field(build, message):
 TINY_KWARGS = {
     'mlp': dict(hidden=(8,), num_classes=3),
     'cnn': dict(features=(4,), dense=(8,), num_classes=3, batch_norm=True),
+    'resnet9': dict(num_classes=3, width=4),
     'resnet18': dict(num_classes=3, stem='cifar', width=4),
     'resnet34': dict(num_classes=3, stem='imagenet', width=4),
     'resnet50': dict(num_classes=3, stem='imagenet', width=4),
@@ -485,3 +486,39 @@ def test_create_model_unknown_name_lists_known_names():
   expected = f'model name must be one of {tuple(MODELS)}; got \'vit\''
   with pytest.raises(ValueError, match=re.escape(expected)):
     create_model('vit')
+
+
+# --------------------------------------------------------------------------- resnet9
+
+
+def _resnet9_param_count(width, num_classes, in_channels=3):
+  """Parameters of ResNet-9 from its architecture, by hand.
+
+  Each conv-BN block has 9 * c_in * c_out kernel weights and 2 * c_out BN
+  parameters; the classifier has no bias.
+  """
+  w = width
+  blocks = [(in_channels, w), (w, 2 * w), (2 * w, 2 * w), (2 * w, 2 * w),
+            (2 * w, 4 * w), (4 * w, 8 * w), (8 * w, 8 * w), (8 * w, 8 * w)]
+  return sum(9 * a * b + 2 * b for a, b in blocks) + 8 * w * num_classes
+
+
+@pytest.mark.parametrize('width, num_classes', [(64, 10), (16, 10), (5, 7)])
+def test_resnet9_parameter_count(width, num_classes):
+  model = create_model('resnet9', num_classes=num_classes, width=width)
+  _, variables = abstract_init(model, (1, 32, 32, 3))
+  got = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(variables['params']))
+  assert got == _resnet9_param_count(width, num_classes)
+  if (width, num_classes) == (64, 10):
+    assert got == 6_573_120  # the ~6.57 M usually quoted for ResNet-9
+
+
+def test_resnet9_shapes_on_odd_sizes_and_bad_input():
+  model = create_model('resnet9', num_classes=4, width=2)
+  outputs, variables = abstract_init(model, (3, 9, 11, 1))
+  assert outputs.shape == (3, 4) and outputs.dtype == jnp.float32
+  assert variables['batch_stats']  # batch norm everywhere
+  with pytest.raises(ValueError, match=re.escape('x must have H, W >= 8')):
+    abstract_init(model, (1, 7, 16, 3))
+  with pytest.raises(ValueError, match=re.escape('width must be a positive int; got 0')):
+    create_model('resnet9', width=0)

@@ -9,6 +9,7 @@ from fdl.models.cnn import CNN
 from fdl.models.mlp import MLP
 from fdl.models.registry import MODELS, create_model
 from fdl.models.resnet import ResNet, resnet18, resnet34, resnet50
+from fdl.models.resnet9 import ResNet9
 from fdl.models.unet import UNet
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     'MLP',
     'MODELS',
     'ResNet',
+    'ResNet9',
     'UNet',
     'create_model',
     'resnet18',

@@ -14,11 +14,13 @@ from fdl.models import _checks
 from fdl.models.cnn import CNN
 from fdl.models.mlp import MLP
 from fdl.models.resnet import resnet18, resnet34, resnet50
+from fdl.models.resnet9 import ResNet9
 from fdl.models.unet import UNet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'mlp': MLP,
     'cnn': CNN,
+    'resnet9': ResNet9,
     'resnet18': resnet18,
     'resnet34': resnet34,
     'resnet50': resnet50,
