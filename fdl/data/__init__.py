@@ -1,7 +1,21 @@
 """Datasets and input pipelines."""
 
+from fdl.data.augment import (AugmentConfig, affine_resample, augment_image,
+                              crop_padded, cutout, horizontal_flip)
 from fdl.data.batching import epoch_batches, split_indices
+from fdl.data.pipeline import (Batches, ClassificationPipeline, NormStats,
+                               SealedTestSplit, SplitPlan, Splits,
+                               compute_norm_stats, make_splits, normalize,
+                               plan_splits, sealed_test_batches, test_batches)
+from fdl.data.sources import SOURCES, Source, load_source, read_npz
+from fdl.data.synthetic import synthetic_images
 from fdl.data.toy import TOY_DATASETS, make_toy_dataset, two_moons, xor
 
 __all__ = ["TOY_DATASETS", "epoch_batches", "make_toy_dataset", "split_indices",
-           "two_moons", "xor"]
+           "two_moons", "xor",
+           "AugmentConfig", "Batches", "ClassificationPipeline", "NormStats",
+           "SOURCES", "SealedTestSplit", "Source", "SplitPlan", "Splits",
+           "affine_resample", "augment_image", "compute_norm_stats",
+           "crop_padded", "cutout", "horizontal_flip", "load_source",
+           "make_splits", "normalize", "plan_splits", "read_npz",
+           "sealed_test_batches", "synthetic_images", "test_batches"]
