@@ -1,0 +1,86 @@
+"""Figures of a run: learning curves and confusion matrices (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def _pyplot():
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
+
+
+def plot_learning_curves(history: Sequence[dict], path: str,
+                         metrics: Sequence[str] = ("loss", "accuracy")) -> None:
+  """Train and validation curves per epoch, one panel per metric.
+
+  Args:
+    history: `FitResult.history`: dicts with ``epoch`` (0-based), ``train/<m>``
+      and ``val/<m>``.
+    path: output PNG.
+    metrics: metric names without prefix.
+  """
+  plt = _pyplot()
+  epochs = np.asarray([h["epoch"] for h in history]) + 1
+  fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4),
+                           squeeze=False)
+  for ax, name in zip(axes[0], metrics):
+    for split, style in (("train", "-o"), ("val", "-s")):
+      key = f"{split}/{name}"
+      values = [h.get(key, np.nan) for h in history]
+      if not np.all(np.isnan(values)):
+        ax.plot(epochs, values, style, markersize=3, label=split)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(name)
+    ax.grid(alpha=0.3)
+    ax.legend()
+  axes[0][0].set_title("train: mean over the epoch's steps; val: after the epoch",
+                       fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray,
+                     num_classes: int) -> np.ndarray:
+  """Counts ``[true class, predicted class]`` as an int64 ``[C, C]`` matrix."""
+  labels = np.asarray(labels, np.int64)
+  predictions = np.asarray(predictions, np.int64)
+  if labels.shape != predictions.shape:
+    raise ValueError(f"labels {labels.shape} and predictions "
+                     f"{predictions.shape} must have the same shape")
+  matrix = np.zeros((num_classes, num_classes), np.int64)
+  np.add.at(matrix, (labels, predictions), 1)
+  return matrix
+
+
+def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str],
+                          path: str, title: str = "") -> None:
+  """Row-normalized confusion matrix with the counts written in each cell."""
+  plt = _pyplot()
+  matrix = np.asarray(matrix)
+  n = len(class_names)
+  rows = matrix.sum(1, keepdims=True)
+  fraction = matrix / np.maximum(rows, 1)
+  size = max(4.5, 0.55 * n + 2)
+  fig, ax = plt.subplots(figsize=(size, size * 0.9))
+  image = ax.imshow(fraction, cmap="Blues", vmin=0, vmax=1)
+  if n <= 20:
+    for i in range(n):
+      for j in range(n):
+        ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                color="white" if fraction[i, j] > 0.5 else "black")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), class_names, fontsize=8)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+  ax.set_title(f"{title} accuracy {accuracy:.2%} (n={matrix.sum()})".strip())
+  fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
