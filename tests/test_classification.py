@@ -100,7 +100,7 @@ def test_test_split_is_sealed_and_evaluated_once(smoke_run):
     splits.test.open()
 
 
-def test_resume_with_more_epochs_matches_a_single_run(smoke_run, tmp_path):
+def test_resume_with_more_epochs_matches_a_single_run(smoke_run, tmp_path, capsys):
   single, _, _ = smoke_run
   # The schedule length is fixed so that the shorter first run uses the same
   # learning rates as the single run.
@@ -108,6 +108,7 @@ def test_resume_with_more_epochs_matches_a_single_run(smoke_run, tmp_path):
                                     str(tmp_path))
   resumed = classification.train_and_evaluate(
       _config(num_epochs=2, schedule_epochs=2), str(tmp_path))
+  assert "warning" not in capsys.readouterr().out
   assert resumed["epochs_run"] == 2
   for key in ("train_loss", "val_accuracy", "test_accuracy"):
     assert resumed[key] == pytest.approx(single[key], rel=1e-6), key
@@ -134,6 +135,15 @@ def test_four_devices_report_the_same_train_loss(tmp_path):
   assert summaries[1]["num_devices"] == 1 and summaries[4]["num_devices"] == 4
   assert summaries[4]["train_loss"] == pytest.approx(summaries[1]["train_loss"], rel=1e-4)
   assert summaries[4]["val_accuracy"] == pytest.approx(summaries[1]["val_accuracy"], abs=1e-6)
+
+
+def test_resume_with_a_longer_schedule_warns(tmp_path, capsys):
+  classification.train_and_evaluate(_config(num_epochs=2), str(tmp_path))
+  capsys.readouterr()
+  classification.train_and_evaluate(_config(num_epochs=3), str(tmp_path))
+  out = capsys.readouterr().out
+  assert "schedule spanned 2 epochs; it now spans 3" in out
+  assert "--config.schedule_epochs to 2" in out
 
 
 @pytest.mark.parametrize("overrides, error, match", [

@@ -8,6 +8,7 @@ state with the best validation accuracy is evaluated on the test split(s), once;
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -102,6 +103,25 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
         f"config.model must be one of {CLASSIFIERS}; got {config.model!r}")
 
 
+def _schedule_epochs(config) -> int:
+  return config.num_epochs if config.schedule_epochs < 0 else config.schedule_epochs
+
+
+def _warn_if_schedule_changes(config, previous_path: str) -> None:
+  """Resuming with a longer run changes a schedule tied to num_epochs; say so."""
+  if not (os.path.exists(previous_path) and is_writer()):
+    return
+  with open(previous_path, encoding="utf-8") as f:
+    previous = json.load(f)
+  before = previous.get("schedule_epochs", -1)
+  before = previous.get("num_epochs") if before is None or before < 0 else before
+  if config.schedule != "constant" and before != _schedule_epochs(config):
+    print(f"warning: resuming in a work directory whose learning-rate schedule "
+          f"spanned {before} epochs; it now spans {_schedule_epochs(config)}. The "
+          "result will differ from a single run; set --config.schedule_epochs "
+          f"to {before} to keep the old schedule.", flush=True)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains a classifier, evaluates the sealed test split once, writes a report.
 
@@ -114,6 +134,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   _check_config(config)
   os.makedirs(workdir, exist_ok=True)
+  _warn_if_schedule_changes(config, os.path.join(workdir, "config.json"))
   write_json(os.path.join(workdir, "config.json"), config.to_dict())
   mesh = mesh_lib.make_mesh()
 
@@ -131,8 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   model = create_model(config, pipeline.num_classes)
   steps_per_epoch = pipeline.steps_per_epoch
-  schedule_epochs = config.num_epochs if config.schedule_epochs < 0 \
-      else config.schedule_epochs
+  schedule_epochs = _schedule_epochs(config)
   schedule = make_schedule(
       config.schedule, learning_rate=config.learning_rate,
       total_steps=schedule_epochs * steps_per_epoch,
