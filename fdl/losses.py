@@ -44,64 +44,64 @@ PathPredicate = Callable[[tuple[Any, ...], Array], bool]
 
 
 def _describe(x: Array) -> str:
-    return f"{jnp.dtype(x.dtype).name} {tuple(x.shape)}"
+  return f"{jnp.dtype(x.dtype).name} {tuple(x.shape)}"
 
 
 def _shape_str(shape: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+  return "[" + ", ".join(str(d) for d in shape) + "]"
 
 
 def _is_concrete(x: Any) -> bool:
-    return not isinstance(x, jax.core.Tracer)
+  return not isinstance(x, jax.core.Tracer)
 
 
 def _check_logits(logits: ArrayLike) -> Array:
-    logits = jnp.asarray(logits)
-    if logits.ndim != 2 or not jnp.issubdtype(logits.dtype, jnp.floating):
-        raise ValueError(
-            "logits must be real floating [batch, classes]; "
-            f"got {_describe(logits)}"
-        )
-    return logits
+  logits = jnp.asarray(logits)
+  if logits.ndim != 2 or not jnp.issubdtype(logits.dtype, jnp.floating):
+    raise ValueError(
+        "logits must be real floating [batch, classes]; "
+        f"got {_describe(logits)}"
+    )
+  return logits
 
 
 def _check_labels(labels: ArrayLike, logits: Array) -> Array:
-    labels = jnp.asarray(labels)
-    if (
-        not jnp.issubdtype(labels.dtype, jnp.integer)
-        or labels.shape != logits.shape[:1]
-    ):
-        raise ValueError(
-            "labels must be integer [batch] matching logits "
-            f"{_shape_str(logits.shape)}; got {_describe(labels)}"
-        )
-    return labels
+  labels = jnp.asarray(labels)
+  if (
+      not jnp.issubdtype(labels.dtype, jnp.integer)
+      or labels.shape != logits.shape[:1]
+  ):
+    raise ValueError(
+        "labels must be integer [batch] matching logits "
+        f"{_shape_str(logits.shape)}; got {_describe(labels)}"
+    )
+  return labels
 
 
 def _check_pair(
     pred: ArrayLike, target: ArrayLike, *, min_rank: int = 1
 ) -> tuple[Array, Array]:
-    pred, target = jnp.asarray(pred), jnp.asarray(target)
-    if pred.shape != target.shape:
-        raise ValueError(
-            f"pred and target must have the same shape; got pred {_describe(pred)} "
-            f"and target {_describe(target)}"
-        )
-    if pred.ndim < min_rank:
-        raise ValueError(
-            f"pred must have a leading batch axis (rank >= {min_rank}); "
-            f"got {_describe(pred)}"
-        )
-    return pred, target
+  pred, target = jnp.asarray(pred), jnp.asarray(target)
+  if pred.shape != target.shape:
+    raise ValueError(
+        f"pred and target must have the same shape; got pred {_describe(pred)} "
+        f"and target {_describe(target)}"
+    )
+  if pred.ndim < min_rank:
+    raise ValueError(
+        f"pred must have a leading batch axis (rank >= {min_rank}); "
+        f"got {_describe(pred)}"
+    )
+  return pred, target
 
 
 def _compute_dtype(dtype: Any) -> Any:
-    """At least float32 (complex64 for complex inputs); keeps float64 if enabled."""
-    if jnp.issubdtype(dtype, jnp.complexfloating):
-        return jnp.promote_types(dtype, jnp.complex64)
-    if jnp.issubdtype(dtype, jnp.floating):
-        return jnp.promote_types(dtype, jnp.float32)
-    return jnp.float32
+  """At least float32 (complex64 for complex inputs); keeps float64 if enabled."""
+  if jnp.issubdtype(dtype, jnp.complexfloating):
+    return jnp.promote_types(dtype, jnp.complex64)
+  if jnp.issubdtype(dtype, jnp.floating):
+    return jnp.promote_types(dtype, jnp.float32)
+  return jnp.float32
 
 
 # ---------------------------------------------------------------------------
@@ -111,126 +111,126 @@ def _compute_dtype(dtype: Any) -> Any:
 def cross_entropy(
     logits: ArrayLike, labels: ArrayLike, *, label_smoothing: float = 0.0
 ) -> Array:
-    r"""Softmax cross-entropy with integer labels, per example.
+  r"""Softmax cross-entropy with integer labels, per example.
 
-    With smoothing :math:`\varepsilon` the target distribution over ``C``
-    classes is :math:`q = (1-\varepsilon)\,\mathrm{onehot}(y) + \varepsilon/C`
-    and the loss is
+  With smoothing :math:`\varepsilon` the target distribution over ``C``
+  classes is :math:`q = (1-\varepsilon)\,\mathrm{onehot}(y) + \varepsilon/C`
+  and the loss is
 
-    .. math::
-        \ell = -\sum_c q_c \log\mathrm{softmax}(z)_c
-             = -(1-\varepsilon)\log p_y - \frac{\varepsilon}{C}\sum_c \log p_c .
+  .. math::
+      \ell = -\sum_c q_c \log\mathrm{softmax}(z)_c
+           = -(1-\varepsilon)\log p_y - \frac{\varepsilon}{C}\sum_c \log p_c .
 
-    Args:
-      logits: unnormalised scores, real floating ``[batch, classes]``; computed
-        in at least float32.
-      labels: integer class indices ``[batch]`` in ``[0, classes)``. Values
-        outside that range are traced and cannot be checked statically; they
-        give a NaN loss so a non-finite check on the step catches them.
-      label_smoothing: :math:`\varepsilon` in ``[0, 1)``.
+  Args:
+    logits: unnormalised scores, real floating ``[batch, classes]``; computed
+      in at least float32.
+    labels: integer class indices ``[batch]`` in ``[0, classes)``. Values
+      outside that range are traced and cannot be checked statically; they
+      give a NaN loss so a non-finite check on the step catches them.
+    label_smoothing: :math:`\varepsilon` in ``[0, 1)``.
 
-    Returns:
-      Per-example loss ``[batch]``, float32 (float64 if logits are float64).
+  Returns:
+    Per-example loss ``[batch]``, float32 (float64 if logits are float64).
 
-    Raises:
-      ValueError: ``logits`` is not rank 2 floating, ``labels`` is not integer
-        ``[batch]``, or ``label_smoothing`` is outside ``[0, 1)``.
+  Raises:
+    ValueError: ``logits`` is not rank 2 floating, ``labels`` is not integer
+      ``[batch]``, or ``label_smoothing`` is outside ``[0, 1)``.
 
-    Examples:
-      Uniform logits over ``C`` classes give ``log C``:
+  Examples:
+    Uniform logits over ``C`` classes give ``log C``:
 
-      >>> import jax.numpy as jnp
-      >>> loss = cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3]))
-      >>> loss.shape, loss.dtype
-      ((2,), dtype('float32'))
-      >>> bool(jnp.allclose(loss, jnp.log(4.0)))
-      True
-    """
-    logits = _check_logits(logits)
-    labels = _check_labels(labels, logits)
-    if np.ndim(label_smoothing) != 0:
-        raise ValueError(
-            "label_smoothing must be a scalar in [0, 1); "
-            f"got shape {np.shape(label_smoothing)}"
-        )
-    if _is_concrete(label_smoothing) and not 0.0 <= float(label_smoothing) < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing}")
+    >>> import jax.numpy as jnp
+    >>> loss = cross_entropy(jnp.zeros((2, 4)), jnp.array([0, 3]))
+    >>> loss.shape, loss.dtype
+    ((2,), dtype('float32'))
+    >>> bool(jnp.allclose(loss, jnp.log(4.0)))
+    True
+  """
+  logits = _check_logits(logits)
+  labels = _check_labels(labels, logits)
+  if np.ndim(label_smoothing) != 0:
+    raise ValueError(
+        "label_smoothing must be a scalar in [0, 1); "
+        f"got shape {np.shape(label_smoothing)}"
+    )
+  if _is_concrete(label_smoothing) and not 0.0 <= float(label_smoothing) < 1.0:
+    raise ValueError(f"label_smoothing must be in [0, 1); got {label_smoothing}")
 
-    num_classes = logits.shape[-1]
-    logp = jax.nn.log_softmax(logits.astype(_compute_dtype(logits.dtype)), axis=-1)
-    label_logp = jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
-    eps = jnp.asarray(label_smoothing, logp.dtype)
-    # Written as (1-eps)*nll + eps*uniform term; equals soft_cross_entropy
-    # with smoothed targets without materialising the one-hot matrix.
-    loss = -(1.0 - eps) * label_logp - eps * jnp.mean(logp, axis=-1)
-    in_range = (labels >= 0) & (labels < num_classes)
-    return jnp.where(in_range, loss, jnp.nan)
+  num_classes = logits.shape[-1]
+  logp = jax.nn.log_softmax(logits.astype(_compute_dtype(logits.dtype)), axis=-1)
+  label_logp = jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
+  eps = jnp.asarray(label_smoothing, logp.dtype)
+  # Written as (1-eps)*nll + eps*uniform term; equals soft_cross_entropy
+  # with smoothed targets without materialising the one-hot matrix.
+  loss = -(1.0 - eps) * label_logp - eps * jnp.mean(logp, axis=-1)
+  in_range = (labels >= 0) & (labels < num_classes)
+  return jnp.where(in_range, loss, jnp.nan)
 
 
 def soft_cross_entropy(logits: ArrayLike, targets: ArrayLike) -> Array:
-    r"""Cross-entropy against a target distribution, per example.
+  r"""Cross-entropy against a target distribution, per example.
 
-    .. math:: \ell = -\sum_c t_c \log\mathrm{softmax}(z)_c
+  .. math:: \ell = -\sum_c t_c \log\mathrm{softmax}(z)_c
 
-    Terms with :math:`t_c = 0` contribute exactly zero, so logits of
-    ``-inf`` (masked classes) are allowed where the target is zero.
+  Terms with :math:`t_c = 0` contribute exactly zero, so logits of
+  ``-inf`` (masked classes) are allowed where the target is zero.
 
-    Args:
-      logits: unnormalised scores, real floating ``[batch, classes]``.
-      targets: probabilities, real floating ``[batch, classes]`` (rows
-        should sum to 1; not checked, values are traced).
+  Args:
+    logits: unnormalised scores, real floating ``[batch, classes]``.
+    targets: probabilities, real floating ``[batch, classes]`` (rows
+      should sum to 1; not checked, values are traced).
 
-    Returns:
-      Per-example loss ``[batch]``, float32.
+  Returns:
+    Per-example loss ``[batch]``, float32.
 
-    Raises:
-      ValueError: ``logits`` is not rank 2 floating or ``targets`` does not
-        match its shape.
+  Raises:
+    ValueError: ``logits`` is not rank 2 floating or ``targets`` does not
+      match its shape.
 
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> logits = jnp.array([[0.0, 0.0]])
-      >>> round(float(soft_cross_entropy(logits, jnp.array([[0.5, 0.5]]))[0]), 4)
-      0.6931
-    """
-    logits = _check_logits(logits)
-    targets = jnp.asarray(targets)
-    if targets.shape != logits.shape or not jnp.issubdtype(
-        targets.dtype, jnp.floating
-    ):
-        raise ValueError(
-            "targets must be real floating probabilities matching logits "
-            f"{_shape_str(logits.shape)}; got {_describe(targets)}"
-        )
-    dtype = _compute_dtype(jnp.result_type(logits.dtype, targets.dtype))
-    logp = jax.nn.log_softmax(logits.astype(dtype), axis=-1)
-    targets = targets.astype(dtype)
-    terms = jnp.where(targets == 0, 0.0, targets * logp)
-    return -jnp.sum(terms, axis=-1)
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> logits = jnp.array([[0.0, 0.0]])
+    >>> round(float(soft_cross_entropy(logits, jnp.array([[0.5, 0.5]]))[0]), 4)
+    0.6931
+  """
+  logits = _check_logits(logits)
+  targets = jnp.asarray(targets)
+  if targets.shape != logits.shape or not jnp.issubdtype(
+      targets.dtype, jnp.floating
+  ):
+    raise ValueError(
+        "targets must be real floating probabilities matching logits "
+        f"{_shape_str(logits.shape)}; got {_describe(targets)}"
+    )
+  dtype = _compute_dtype(jnp.result_type(logits.dtype, targets.dtype))
+  logp = jax.nn.log_softmax(logits.astype(dtype), axis=-1)
+  targets = targets.astype(dtype)
+  terms = jnp.where(targets == 0, 0.0, targets * logp)
+  return -jnp.sum(terms, axis=-1)
 
 
 def accuracy(logits: ArrayLike, labels: ArrayLike) -> Array:
-    """Top-1 correctness per example.
+  """Top-1 correctness per example.
 
-    Args:
-      logits: real floating ``[batch, classes]``.
-      labels: integer ``[batch]``.
+  Args:
+    logits: real floating ``[batch, classes]``.
+    labels: integer ``[batch]``.
 
-    Returns:
-      ``[batch]`` float32, 1.0 where ``argmax(logits) == labels`` else 0.0.
-      Ties go to the lowest class index (``jnp.argmax``).
+  Returns:
+    ``[batch]`` float32, 1.0 where ``argmax(logits) == labels`` else 0.0.
+    Ties go to the lowest class index (``jnp.argmax``).
 
-    Raises:
-      ValueError: same checks as :func:`cross_entropy`.
+  Raises:
+    ValueError: same checks as :func:`cross_entropy`.
 
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> accuracy(jnp.array([[2.0, 1.0], [0.0, 3.0]]), jnp.array([0, 0])).tolist()
-      [1.0, 0.0]
-    """
-    logits = _check_logits(logits)
-    labels = _check_labels(labels, logits)
-    return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> accuracy(jnp.array([[2.0, 1.0], [0.0, 3.0]]), jnp.array([0, 0])).tolist()
+    [1.0, 0.0]
+  """
+  logits = _check_logits(logits)
+  labels = _check_labels(labels, logits)
+  return (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -238,68 +238,68 @@ def accuracy(logits: ArrayLike, labels: ArrayLike) -> Array:
 
 
 def _per_example_mean(x: Array) -> Array:
-    return jnp.mean(x, axis=tuple(range(1, x.ndim)))
+  return jnp.mean(x, axis=tuple(range(1, x.ndim)))
 
 
 def mse(pred: ArrayLike, target: ArrayLike) -> Array:
-    r"""Mean squared error per example: :math:`\mathrm{mean}_{i}|p_i - t_i|^2`.
+  r"""Mean squared error per example: :math:`\mathrm{mean}_{i}|p_i - t_i|^2`.
 
-    The mean runs over all non-batch axes. Complex inputs use the modulus, so
-    the result is real.
+  The mean runs over all non-batch axes. Complex inputs use the modulus, so
+  the result is real.
 
-    Args:
-      pred: ``[batch, ...]`` real or complex.
-      target: same shape as ``pred``.
+  Args:
+    pred: ``[batch, ...]`` real or complex.
+    target: same shape as ``pred``.
 
-    Returns:
-      ``[batch]`` real, at least float32 (float32 for complex64 inputs).
+  Returns:
+    ``[batch]`` real, at least float32 (float32 for complex64 inputs).
 
-    Raises:
-      ValueError: shapes differ, or ``pred`` has no batch axis (rank 0).
+  Raises:
+    ValueError: shapes differ, or ``pred`` has no batch axis (rank 0).
 
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> mse(jnp.array([[1.0, 3.0]]), jnp.zeros((1, 2))).tolist()
-      [5.0]
-      >>> mse(jnp.array([[3 + 4j]]), jnp.zeros((1, 1), jnp.complex64)).tolist()
-      [25.0]
-    """
-    pred, target = _check_pair(pred, target)
-    diff = pred.astype(_compute_dtype(pred.dtype)) - target.astype(
-        _compute_dtype(target.dtype)
-    )
-    if jnp.iscomplexobj(diff):
-        sq = jnp.square(diff.real) + jnp.square(diff.imag)
-    else:
-        sq = jnp.square(diff)
-    return _per_example_mean(sq)
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> mse(jnp.array([[1.0, 3.0]]), jnp.zeros((1, 2))).tolist()
+    [5.0]
+    >>> mse(jnp.array([[3 + 4j]]), jnp.zeros((1, 1), jnp.complex64)).tolist()
+    [25.0]
+  """
+  pred, target = _check_pair(pred, target)
+  diff = pred.astype(_compute_dtype(pred.dtype)) - target.astype(
+      _compute_dtype(target.dtype)
+  )
+  if jnp.iscomplexobj(diff):
+    sq = jnp.square(diff.real) + jnp.square(diff.imag)
+  else:
+    sq = jnp.square(diff)
+  return _per_example_mean(sq)
 
 
 def mae(pred: ArrayLike, target: ArrayLike) -> Array:
-    r"""Mean absolute error per example: :math:`\mathrm{mean}_{i}|p_i - t_i|`.
+  r"""Mean absolute error per example: :math:`\mathrm{mean}_{i}|p_i - t_i|`.
 
-    The mean runs over all non-batch axes. Complex inputs use the modulus.
+  The mean runs over all non-batch axes. Complex inputs use the modulus.
 
-    Args:
-      pred: ``[batch, ...]`` real or complex.
-      target: same shape as ``pred``.
+  Args:
+    pred: ``[batch, ...]`` real or complex.
+    target: same shape as ``pred``.
 
-    Returns:
-      ``[batch]`` real, at least float32.
+  Returns:
+    ``[batch]`` real, at least float32.
 
-    Raises:
-      ValueError: shapes differ, or ``pred`` has no batch axis (rank 0).
+  Raises:
+    ValueError: shapes differ, or ``pred`` has no batch axis (rank 0).
 
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> mae(jnp.array([[1.0, -3.0]]), jnp.zeros((1, 2))).tolist()
-      [2.0]
-    """
-    pred, target = _check_pair(pred, target)
-    diff = pred.astype(_compute_dtype(pred.dtype)) - target.astype(
-        _compute_dtype(target.dtype)
-    )
-    return _per_example_mean(jnp.abs(diff))
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> mae(jnp.array([[1.0, -3.0]]), jnp.zeros((1, 2))).tolist()
+    [2.0]
+  """
+  pred, target = _check_pair(pred, target)
+  diff = pred.astype(_compute_dtype(pred.dtype)) - target.astype(
+      _compute_dtype(target.dtype)
+  )
+  return _per_example_mean(jnp.abs(diff))
 
 
 # ---------------------------------------------------------------------------
@@ -307,18 +307,18 @@ def mae(pred: ArrayLike, target: ArrayLike) -> Array:
 
 
 def _box_mean(x: Array, win_size: int) -> Array:
-    """Mean over each ``win_size x win_size`` window, 'valid' region, NHWC."""
-    # The init value must be a concrete 0 (not a jnp array) for JAX to lower
-    # this to reduce_window_sum, which has a transpose rule for jax.grad.
-    summed = jax.lax.reduce_window(
-        x,
-        np.zeros((), x.dtype),
-        jax.lax.add,
-        window_dimensions=(1, win_size, win_size, 1),
-        window_strides=(1, 1, 1, 1),
-        padding="VALID",
-    )
-    return summed / (win_size * win_size)
+  """Mean over each ``win_size x win_size`` window, 'valid' region, NHWC."""
+  # The init value must be a concrete 0 (not a jnp array) for JAX to lower
+  # this to reduce_window_sum, which has a transpose rule for jax.grad.
+  summed = jax.lax.reduce_window(
+      x,
+      np.zeros((), x.dtype),
+      jax.lax.add,
+      window_dimensions=(1, win_size, win_size, 1),
+      window_strides=(1, 1, 1, 1),
+      padding="VALID",
+  )
+  return summed / (win_size * win_size)
 
 
 def ssim(
@@ -330,116 +330,116 @@ def ssim(
     k1: float = 0.01,
     k2: float = 0.03,
 ) -> Array:
-    r"""Structural similarity per image, fastMRI definition.
+  r"""Structural similarity per image, fastMRI definition.
 
-    Local statistics use a uniform ``win_size x win_size`` window evaluated on
-    the 'valid' region only (no padding), with sample-covariance normalisation
-    :math:`N_P/(N_P-1)`, :math:`N_P = \text{win\_size}^2`. With
-    :math:`L` = ``data_range``, :math:`C_1 = (k_1 L)^2`, :math:`C_2 = (k_2 L)^2`:
+  Local statistics use a uniform ``win_size x win_size`` window evaluated on
+  the 'valid' region only (no padding), with sample-covariance normalisation
+  :math:`N_P/(N_P-1)`, :math:`N_P = \text{win\_size}^2`. With
+  :math:`L` = ``data_range``, :math:`C_1 = (k_1 L)^2`, :math:`C_2 = (k_2 L)^2`:
 
-    .. math::
-        \mathrm{SSIM} = \frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}
-                             {(\mu_x^2 + \mu_y^2 + C_1)(\sigma_x^2 + \sigma_y^2 + C_2)}
+  .. math::
+      \mathrm{SSIM} = \frac{(2\mu_x\mu_y + C_1)(2\sigma_{xy} + C_2)}
+                           {(\mu_x^2 + \mu_y^2 + C_1)(\sigma_x^2 + \sigma_y^2 + C_2)}
 
-    averaged over the map and the channels. This matches
-    ``skimage.metrics.structural_similarity(target, pred, data_range=L,
-    win_size=7, K1=0.01, K2=0.03, gaussian_weights=False,
-    use_sample_covariance=True)`` (skimage crops the same border) and
-    fastMRI's ``evaluate.ssim`` / ``SSIMLoss``, except that the default
-    ``data_range`` here is per image rather than per volume.
+  averaged over the map and the channels. This matches
+  ``skimage.metrics.structural_similarity(target, pred, data_range=L,
+  win_size=7, K1=0.01, K2=0.03, gaussian_weights=False,
+  use_sample_covariance=True)`` (skimage crops the same border) and
+  fastMRI's ``evaluate.ssim`` / ``SSIMLoss``, except that the default
+  ``data_range`` here is per image rather than per volume.
 
-    Args:
-      pred: real images ``[batch, H, W, C]`` (NHWC) or ``[batch, H, W]``.
-        For complex MRI images pass magnitudes (``jnp.abs``).
-      target: same shape as ``pred``.
-      data_range: dynamic range :math:`L`, a scalar or ``[batch]`` array.
-        Default: per-image maximum of ``target`` (over H, W, C), as fastMRI
-        does; an all-zero target then gives NaN.
-      win_size: odd window side, at least 3; ``H`` and ``W`` must be at least
-        ``win_size``. Must be a Python int (it sets shapes).
-      k1: stability constant for the luminance term.
-      k2: stability constant for the contrast/structure term.
+  Args:
+    pred: real images ``[batch, H, W, C]`` (NHWC) or ``[batch, H, W]``.
+      For complex MRI images pass magnitudes (``jnp.abs``).
+    target: same shape as ``pred``.
+    data_range: dynamic range :math:`L`, a scalar or ``[batch]`` array.
+      Default: per-image maximum of ``target`` (over H, W, C), as fastMRI
+      does; an all-zero target then gives NaN.
+    win_size: odd window side, at least 3; ``H`` and ``W`` must be at least
+      ``win_size``. Must be a Python int (it sets shapes).
+    k1: stability constant for the luminance term.
+    k2: stability constant for the contrast/structure term.
 
-    Returns:
-      ``[batch]`` float32, 1.0 for identical images.
+  Returns:
+    ``[batch]`` float32, 1.0 for identical images.
 
-    Raises:
-      ValueError: shapes differ, rank not 3 or 4, images smaller than
-        ``win_size``, bad ``win_size``, or ``data_range`` shape is neither
-        scalar nor ``[batch]``.
-      TypeError: complex ``pred`` or ``target``.
+  Raises:
+    ValueError: shapes differ, rank not 3 or 4, images smaller than
+      ``win_size``, bad ``win_size``, or ``data_range`` shape is neither
+      scalar nor ``[batch]``.
+    TypeError: complex ``pred`` or ``target``.
 
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> x = jnp.arange(2 * 9 * 11, dtype=jnp.float32).reshape(2, 9, 11) % 7
-      >>> round(float(ssim(x, x)[0]), 6)
-      1.0
-      >>> bool((ssim(x + 1.0, x) < 1.0).all())
-      True
-    """
-    pred, target = _check_pair(pred, target)
-    for name, arr in (("pred", pred), ("target", target)):
-        if jnp.issubdtype(arr.dtype, jnp.complexfloating) or arr.dtype == jnp.bool_:
-            raise TypeError(
-                f"{name} must be real images [batch, H, W(, C)] "
-                f"(take jnp.abs of complex images); got {_describe(arr)}"
-            )
-    if pred.ndim not in (3, 4):
-        raise ValueError(
-            "pred must be images [batch, H, W, C] or [batch, H, W]; "
-            f"got {_describe(pred)}"
-        )
-    if not isinstance(win_size, (int, np.integer)) or win_size < 3 or win_size % 2 == 0:
-        raise ValueError(f"win_size must be an odd int >= 3; got {win_size!r}")
-    if pred.ndim == 3:
-        pred, target = pred[..., None], target[..., None]
-    batch, height, width, _ = pred.shape
-    if height < win_size or width < win_size:
-        raise ValueError(
-            f"pred must have H and W >= win_size={win_size}; "
-            f"got H={height}, W={width}"
-        )
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.arange(2 * 9 * 11, dtype=jnp.float32).reshape(2, 9, 11) % 7
+    >>> round(float(ssim(x, x)[0]), 6)
+    1.0
+    >>> bool((ssim(x + 1.0, x) < 1.0).all())
+    True
+  """
+  pred, target = _check_pair(pred, target)
+  for name, arr in (("pred", pred), ("target", target)):
+    if jnp.issubdtype(arr.dtype, jnp.complexfloating) or arr.dtype == jnp.bool_:
+      raise TypeError(
+          f"{name} must be real images [batch, H, W(, C)] "
+          f"(take jnp.abs of complex images); got {_describe(arr)}"
+      )
+  if pred.ndim not in (3, 4):
+    raise ValueError(
+        "pred must be images [batch, H, W, C] or [batch, H, W]; "
+        f"got {_describe(pred)}"
+    )
+  if not isinstance(win_size, (int, np.integer)) or win_size < 3 or win_size % 2 == 0:
+    raise ValueError(f"win_size must be an odd int >= 3; got {win_size!r}")
+  if pred.ndim == 3:
+    pred, target = pred[..., None], target[..., None]
+  batch, height, width, _ = pred.shape
+  if height < win_size or width < win_size:
+    raise ValueError(
+        f"pred must have H and W >= win_size={win_size}; "
+        f"got H={height}, W={width}"
+    )
 
-    dtype = _compute_dtype(jnp.result_type(pred.dtype, target.dtype))
-    x, y = pred.astype(dtype), target.astype(dtype)
+  dtype = _compute_dtype(jnp.result_type(pred.dtype, target.dtype))
+  x, y = pred.astype(dtype), target.astype(dtype)
 
-    if data_range is None:
-        data_range = jnp.max(y, axis=(1, 2, 3))
-    else:
-        if isinstance(data_range, (int, float)) and not data_range > 0:
-            raise ValueError(f"data_range must be positive; got {data_range!r}")
-        data_range = jnp.asarray(data_range, dtype)
-        if data_range.shape not in ((), (batch,)):
-            raise ValueError(
-                f"data_range must be a scalar or [batch] = [{batch}]; "
-                f"got {_describe(data_range)}"
-            )
-    data_range = jnp.broadcast_to(data_range.astype(dtype), (batch,))
-    data_range = data_range[:, None, None, None]
-    c1 = (k1 * data_range) ** 2
-    c2 = (k2 * data_range) ** 2
+  if data_range is None:
+    data_range = jnp.max(y, axis=(1, 2, 3))
+  else:
+    if isinstance(data_range, (int, float)) and not data_range > 0:
+      raise ValueError(f"data_range must be positive; got {data_range!r}")
+    data_range = jnp.asarray(data_range, dtype)
+    if data_range.shape not in ((), (batch,)):
+      raise ValueError(
+          f"data_range must be a scalar or [batch] = [{batch}]; "
+          f"got {_describe(data_range)}"
+      )
+  data_range = jnp.broadcast_to(data_range.astype(dtype), (batch,))
+  data_range = data_range[:, None, None, None]
+  c1 = (k1 * data_range) ** 2
+  c2 = (k2 * data_range) ** 2
 
-    # (Co)variances are shift-invariant: centre each image first so the
-    # E[x^2] - E[x]^2 differences do not cancel catastrophically in float32
-    # when images carry a large offset.
-    x_off = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
-    y_off = jnp.mean(y, axis=(1, 2, 3), keepdims=True)
-    xc, yc = x - x_off, y - y_off
-    ux_c, uy_c = _box_mean(xc, win_size), _box_mean(yc, win_size)
-    uxx = _box_mean(xc * xc, win_size)
-    uyy = _box_mean(yc * yc, win_size)
-    uxy = _box_mean(xc * yc, win_size)
-    num_px = win_size * win_size
-    cov_norm = num_px / (num_px - 1.0)
-    vx = cov_norm * (uxx - ux_c * ux_c)
-    vy = cov_norm * (uyy - uy_c * uy_c)
-    vxy = cov_norm * (uxy - ux_c * uy_c)
-    ux, uy = ux_c + x_off, uy_c + y_off
+  # (Co)variances are shift-invariant: centre each image first so the
+  # E[x^2] - E[x]^2 differences do not cancel catastrophically in float32
+  # when images carry a large offset.
+  x_off = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
+  y_off = jnp.mean(y, axis=(1, 2, 3), keepdims=True)
+  xc, yc = x - x_off, y - y_off
+  ux_c, uy_c = _box_mean(xc, win_size), _box_mean(yc, win_size)
+  uxx = _box_mean(xc * xc, win_size)
+  uyy = _box_mean(yc * yc, win_size)
+  uxy = _box_mean(xc * yc, win_size)
+  num_px = win_size * win_size
+  cov_norm = num_px / (num_px - 1.0)
+  vx = cov_norm * (uxx - ux_c * ux_c)
+  vy = cov_norm * (uyy - uy_c * uy_c)
+  vxy = cov_norm * (uxy - ux_c * uy_c)
+  ux, uy = ux_c + x_off, uy_c + y_off
 
-    numerator = (2.0 * ux * uy + c1) * (2.0 * vxy + c2)
-    denominator = (ux * ux + uy * uy + c1) * (vx + vy + c2)
-    ssim_map = numerator / denominator
-    return jnp.mean(ssim_map, axis=(1, 2, 3))
+  numerator = (2.0 * ux * uy + c1) * (2.0 * vxy + c2)
+  denominator = (ux * ux + uy * uy + c1) * (vx + vy + c2)
+  ssim_map = numerator / denominator
+  return jnp.mean(ssim_map, axis=(1, 2, 3))
 
 
 def ssim_loss(
@@ -451,19 +451,19 @@ def ssim_loss(
     k1: float = 0.01,
     k2: float = 0.03,
 ) -> Array:
-    """``1 - ssim(pred, target, ...)`` per image, ``[batch]`` float32.
+  """``1 - ssim(pred, target, ...)`` per image, ``[batch]`` float32.
 
-    Arguments, defaults and errors are those of :func:`ssim`.
+  Arguments, defaults and errors are those of :func:`ssim`.
 
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> x = jnp.ones((1, 8, 8)).at[:, 2:5, 3:6].set(3.0)
-      >>> round(float(ssim_loss(x, x)[0]), 6)
-      0.0
-    """
-    return 1.0 - ssim(
-        pred, target, data_range=data_range, win_size=win_size, k1=k1, k2=k2
-    )
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> x = jnp.ones((1, 8, 8)).at[:, 2:5, 3:6].set(3.0)
+    >>> round(float(ssim_loss(x, x)[0]), 6)
+    0.0
+  """
+  return 1.0 - ssim(
+      pred, target, data_range=data_range, win_size=win_size, k1=k1, k2=k2
+  )
 
 
 # ---------------------------------------------------------------------------
@@ -471,110 +471,110 @@ def ssim_loss(
 
 
 def _key_name(key: Any) -> Any:
-    for attr in ("key", "name", "idx"):
-        if hasattr(key, attr):
-            return getattr(key, attr)
-    return key
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return getattr(key, attr)
+  return key
 
 
 def kernels_only(path: tuple[Any, ...], leaf: Array) -> bool:
-    """Selects leaves whose last key is ``'kernel'`` (Dense/Conv weights).
+  """Selects leaves whose last key is ``'kernel'`` (Dense/Conv weights).
 
-    Excludes biases, normalisation scale/bias and PReLU/other learnable
-    activation parameters. Default ``include`` of the penalties.
-    """
-    del leaf
-    return bool(path) and path[-1] == "kernel"
+  Excludes biases, normalisation scale/bias and PReLU/other learnable
+  activation parameters. Default ``include`` of the penalties.
+  """
+  del leaf
+  return bool(path) and path[-1] == "kernel"
 
 
 def all_weights(path: tuple[Any, ...], leaf: Array) -> bool:
-    """Selects every leaf of the parameter tree."""
-    del path, leaf
-    return True
+  """Selects every leaf of the parameter tree."""
+  del path, leaf
+  return True
 
 
 def _selected_leaves(params: Any, include: PathPredicate | None) -> list[Array]:
-    include = kernels_only if include is None else include
-    if not callable(include):
-        raise TypeError(
-            "include must be a predicate (path, leaf) -> bool such as "
-            f"kernels_only or all_weights; got {type(include).__name__}"
-        )
-    flat, _ = jax.tree_util.tree_flatten_with_path(params)
-    selected = []
-    for key_path, leaf in flat:
-        path = tuple(_key_name(k) for k in key_path)
-        if include(path, leaf):
-            leaf = jnp.asarray(leaf)
-            selected.append(leaf.astype(_compute_dtype(leaf.dtype)))
-    return selected
+  include = kernels_only if include is None else include
+  if not callable(include):
+    raise TypeError(
+        "include must be a predicate (path, leaf) -> bool such as "
+        f"kernels_only or all_weights; got {type(include).__name__}"
+    )
+  flat, _ = jax.tree_util.tree_flatten_with_path(params)
+  selected = []
+  for key_path, leaf in flat:
+    path = tuple(_key_name(k) for k in key_path)
+    if include(path, leaf):
+      leaf = jnp.asarray(leaf)
+      selected.append(leaf.astype(_compute_dtype(leaf.dtype)))
+  return selected
 
 
 def l1_penalty(params: Any, *, include: PathPredicate | None = None) -> Array:
-    r"""Unscaled L1 penalty :math:`\sum_{w \in S} |w|` over selected leaves.
+  r"""Unscaled L1 penalty :math:`\sum_{w \in S} |w|` over selected leaves.
 
-    Multiply by the regularisation strength yourself; the coefficient belongs
-    in the config, not here.
+  Multiply by the regularisation strength yourself; the coefficient belongs
+  in the config, not here.
 
-    Args:
-      params: parameter pytree (e.g. ``variables['params']``).
-      include: predicate ``include(path, leaf) -> bool`` where ``path`` is the
-        tuple of key names (dict keys, attribute names, sequence indices) from
-        the root to the leaf. Default :func:`kernels_only`.
+  Args:
+    params: parameter pytree (e.g. ``variables['params']``).
+    include: predicate ``include(path, leaf) -> bool`` where ``path`` is the
+      tuple of key names (dict keys, attribute names, sequence indices) from
+      the root to the leaf. Default :func:`kernels_only`.
 
-    Returns:
-      Scalar, float32 (or wider if params are float64); 0.0 if nothing is
-      selected.
+  Returns:
+    Scalar, float32 (or wider if params are float64); 0.0 if nothing is
+    selected.
 
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> params = {'dense': {'kernel': jnp.array([[1.0, -2.0]]),
-      ...                     'bias': jnp.array([5.0])}}
-      >>> float(l1_penalty(params)), float(l1_penalty(params, include=all_weights))
-      (3.0, 8.0)
-    """
-    leaves = _selected_leaves(params, include)
-    total = jnp.zeros((), jnp.float32)
-    for leaf in leaves:
-        total = total + jnp.sum(jnp.abs(leaf))
-    return total
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> params = {'dense': {'kernel': jnp.array([[1.0, -2.0]]),
+    ...                     'bias': jnp.array([5.0])}}
+    >>> float(l1_penalty(params)), float(l1_penalty(params, include=all_weights))
+    (3.0, 8.0)
+  """
+  leaves = _selected_leaves(params, include)
+  total = jnp.zeros((), jnp.float32)
+  for leaf in leaves:
+    total = total + jnp.sum(jnp.abs(leaf))
+  return total
 
 
 def l2_penalty(params: Any, *, include: PathPredicate | None = None) -> Array:
-    r"""Unscaled squared-L2 penalty :math:`\sum_{w \in S} |w|^2`.
+  r"""Unscaled squared-L2 penalty :math:`\sum_{w \in S} |w|^2`.
 
-    Not halved: the gradient of ``lam * l2_penalty(params)`` is ``2 * lam * w``
-    on selected leaves and exactly zero elsewhere.
+  Not halved: the gradient of ``lam * l2_penalty(params)`` is ``2 * lam * w``
+  on selected leaves and exactly zero elsewhere.
 
-    Args:
-      params: parameter pytree.
-      include: predicate on ``(path, leaf)``; default :func:`kernels_only`.
+  Args:
+    params: parameter pytree.
+    include: predicate on ``(path, leaf)``; default :func:`kernels_only`.
 
-    Returns:
-      Scalar, float32 (or wider if params are float64); 0.0 if nothing is
-      selected.
+  Returns:
+    Scalar, float32 (or wider if params are float64); 0.0 if nothing is
+    selected.
 
-    Examples:
-      >>> import jax, jax.numpy as jnp
-      >>> params = {'dense': {'kernel': jnp.array([[1.0, -2.0]]),
-      ...                     'bias': jnp.array([5.0])}}
-      >>> float(l2_penalty(params))
-      5.0
-      >>> grads = jax.grad(lambda p: 0.1 * l2_penalty(p))(params)
-      >>> bool(jnp.allclose(grads['dense']['kernel'], 0.2 * params['dense']['kernel']))
-      True
-      >>> grads['dense']['bias'].tolist()
-      [0.0]
-    """
-    leaves = _selected_leaves(params, include)
-    total = jnp.zeros((), jnp.float32)
-    for leaf in leaves:
-        if jnp.iscomplexobj(leaf):
-            sq = jnp.square(leaf.real) + jnp.square(leaf.imag)
-        else:
-            sq = jnp.square(leaf)
-        total = total + jnp.sum(sq)
-    return total
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> params = {'dense': {'kernel': jnp.array([[1.0, -2.0]]),
+    ...                     'bias': jnp.array([5.0])}}
+    >>> float(l2_penalty(params))
+    5.0
+    >>> grads = jax.grad(lambda p: 0.1 * l2_penalty(p))(params)
+    >>> bool(jnp.allclose(grads['dense']['kernel'], 0.2 * params['dense']['kernel']))
+    True
+    >>> grads['dense']['bias'].tolist()
+    [0.0]
+  """
+  leaves = _selected_leaves(params, include)
+  total = jnp.zeros((), jnp.float32)
+  for leaf in leaves:
+    if jnp.iscomplexobj(leaf):
+      sq = jnp.square(leaf.real) + jnp.square(leaf.imag)
+    else:
+      sq = jnp.square(leaf)
+    total = total + jnp.sum(sq)
+  return total
 
 
 # ---------------------------------------------------------------------------
@@ -590,19 +590,19 @@ LOSSES: dict[str, Callable[..., Array]] = {
 
 
 def get_loss(name: str) -> Callable[..., Array]:
-    """Looks up a per-example loss by config name.
+  """Looks up a per-example loss by config name.
 
-    Raises:
-      ValueError: ``name`` is not in :data:`LOSSES`; the message lists the
-        known names.
+  Raises:
+    ValueError: ``name`` is not in :data:`LOSSES`; the message lists the
+      known names.
 
-    Examples:
-      >>> get_loss('mse') is mse
-      True
-    """
-    try:
-        return LOSSES[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"name must be a known loss, one of {sorted(LOSSES)}; got {name!r}"
-        ) from None
+  Examples:
+    >>> get_loss('mse') is mse
+    True
+  """
+  try:
+    return LOSSES[name]
+  except (KeyError, TypeError):
+    raise ValueError(
+        f"name must be a known loss, one of {sorted(LOSSES)}; got {name!r}"
+    ) from None

@@ -3,11 +3,12 @@
 from fdl.data.augment import (AugmentConfig, affine_resample, augment_image,
                               crop_padded, cutout, horizontal_flip)
 from fdl.data.batching import epoch_batches, split_indices
-from fdl.data.pipeline import (Batches, ClassificationPipeline, NormStats,
-                               SealedTestSplit, SplitPlan, Splits,
-                               compute_norm_stats, make_splits, normalize,
-                               plan_splits, sealed_test_batches, test_batches)
+from fdl.data.pipeline import (Batches, ClassificationPipeline,
+                               sealed_test_batches, test_batches)
 from fdl.data.sources import SOURCES, Source, load_source, read_npz
+from fdl.data.splits import (NormStats, SealedTestSplit, SplitPlan, Splits,
+                             compute_norm_stats, make_splits, normalize,
+                             plan_splits)
 from fdl.data.synthetic import synthetic_images
 from fdl.data.toy import TOY_DATASETS, make_toy_dataset, two_moons, xor
 
