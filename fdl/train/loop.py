@@ -257,6 +257,10 @@ def fit(
         record["train/steps_per_second"] = len(pending) / elapsed
         record["train/examples_per_second"] = window_examples / elapsed
         writer.write(pending[-1][0], record)
+        # The bar advances only here, after the host has waited for the
+        # steps' results: dispatch is asynchronous, so counting steps as they
+        # are queued would show a rate and an ETA that compute cannot meet.
+        bar.update(len(pending))
         bar.set_postfix(loss=f"{record['train/loss']:.4f}",
                         ex_per_s=f"{record['train/examples_per_second']:.0f}")
         pending.clear()
@@ -271,7 +275,6 @@ def fit(
         batches_done = index + 1
         pending.append((host_step, metrics))
         window_examples += _batch_size(batch)
-        bar.update(1)
         at_flush = len(pending) >= log_every
         if at_flush:
           flush()
