@@ -2,12 +2,26 @@
 
 Conventions (DESIGN.md): k-space complex64 ``[batch, coils, H, W]``, centered
 orthonormal FFT over the last two axes, coil maps ``[batch, coils, H, W]``,
-masks real and broadcastable to k-space.
+masks real and broadcastable to k-space. Nothing here imports `fdl.models` or
+`fdl.train`.
 """
 
 from fdl.mri.cg import cg
+from fdl.mri.coil_models import loop_coil_maps
 from fdl.mri.fft import fft2c, ifft2c
+from fdl.mri.io import SliceDataset, read_fastmri, write_fastmri
+from fdl.mri.masks import (equispaced_mask, mask_for_kspace, num_low_frequencies,
+                           poisson_mask, random_mask)
+from fdl.mri.metrics import center_crop, nmse, psnr, slice_metrics, ssim, volume_metrics
+from fdl.mri.phantoms import image_grid, random_phantom, shepp_logan
 from fdl.mri.sense import check_sense_args, sense_adjoint, sense_forward, sense_normal
+from fdl.mri.simulate import simulate, simulate_to_fastmri
 
-__all__ = ["cg", "check_sense_args", "fft2c", "ifft2c", "sense_adjoint",
-           "sense_forward", "sense_normal"]
+__all__ = [
+    "SliceDataset", "center_crop", "cg", "check_sense_args", "equispaced_mask",
+    "fft2c", "ifft2c", "image_grid", "loop_coil_maps", "mask_for_kspace", "nmse",
+    "num_low_frequencies", "poisson_mask", "psnr", "random_mask", "random_phantom",
+    "read_fastmri", "sense_adjoint", "sense_forward", "sense_normal", "shepp_logan",
+    "simulate", "simulate_to_fastmri", "slice_metrics", "ssim", "volume_metrics",
+    "write_fastmri",
+]
