@@ -151,7 +151,7 @@ def test_bad_kspace_is_named(make, match):
 
 @pytest.mark.parametrize("kwargs, match", [
     (dict(calib_size=13), r"calib_size must be an int in \[1, min\(H, W\)\] = \[1, 12\]"),
-    (dict(calib_size=8, kernel_size=9), r"kernel_size must be an int in \[1, calib_size=8\]"),
+    (dict(calib_size=8, kernel_size=9), r"kernel_size must be an int in \[1, calib_size=8\)"),
     (dict(calib_size=12, kernel_size=7), r"2 \* kernel_size - 1 <= min\(H, W\) = 12"),
     (dict(calib_size=8, threshold=1.5), r"threshold must be in \[0, 1\)"),
     (dict(calib_size=8, crop=-0.1), r"crop must be in \[0, 1\)"),

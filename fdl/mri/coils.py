@@ -113,9 +113,11 @@ def estimate_maps(kspace: jax.Array, *, calib_size: int = 24, kernel_size: int =
   if not isinstance(calib_size, (int, np.integer)) or not 1 <= calib_size <= min(h, w):
     raise ValueError(f"calib_size must be an int in [1, min(H, W)] = [1, {min(h, w)}]; "
                      f"got {calib_size!r} for kspace {tuple(np.shape(kspace))}")
-  if not isinstance(kernel_size, (int, np.integer)) or not 1 <= kernel_size <= calib_size:
-    raise ValueError(f"kernel_size must be an int in [1, calib_size={calib_size}]; "
-                     f"got {kernel_size!r}")
+  # One patch position (kernel_size == calib_size) gives a rank-1 calibration
+  # matrix and meaningless maps: ask for at least two per axis.
+  if not isinstance(kernel_size, (int, np.integer)) or not 1 <= kernel_size < calib_size:
+    raise ValueError(f"kernel_size must be an int in [1, calib_size={calib_size}); "
+                     f"got {kernel_size!r} (fewer centre lines than the kernel needs?)")
   if 2 * kernel_size - 1 > min(h, w):
     raise ValueError(f"kernel_size {kernel_size} too large for the image: need "
                      f"2 * kernel_size - 1 <= min(H, W) = {min(h, w)}")
