@@ -185,3 +185,21 @@ def test_fit_arguments_are_checked(setup):
   with pytest.raises(ValueError, match=r"early_stopping needs eval_step and val_data"):
     train.fit(new_state(), step, _data, num_epochs=1,
               early_stopping=train.EarlyStopping())
+
+
+def test_signal_after_an_epochs_last_step_resumes_exactly(setup, reference, tmp_path):
+  """The interrupt checkpoint then sits at the epoch's end step; the resumed
+  run's epoch-end checkpoint must replace it, not collide with it."""
+  last = BATCHES_PER_EPOCH - 1
+
+  def send_sigterm(epoch, i):
+    if (epoch, i) == (1, last):
+      os.kill(os.getpid(), signal.SIGTERM)
+
+  stopped = _fit(setup, str(tmp_path), 3,
+                 data=lambda e: _data(e, on_batch=send_sigterm))
+  assert stopped.interrupted and int(stopped.state.step) == 2 * BATCHES_PER_EPOCH
+  resumed = _fit(setup, str(tmp_path), 3)
+  assert resumed.epochs_run == 3
+  _assert_same_params(resumed.state, reference.state)
+  assert [h["step"] for h in resumed.history] == [4, 8, 12]

@@ -63,9 +63,18 @@ class Checkpointer:
 
   def save(self, state: TrainState, meta: dict,
            metrics: dict[str, float] | None = None) -> None:
-    """Saves `state` at its step with `meta` (JSON) and optional `metrics`."""
+    """Saves `state` at its step with `meta` (JSON) and optional `metrics`.
+
+    A checkpoint already at that step is replaced.
+    """
     step = int(jax.device_get(state.step)) if state.step.is_fully_addressable \
         else int(state.step.addressable_data(0))
+    if step in self._manager.all_steps():
+      # A signal can land after an epoch's last step: its checkpoint has the
+      # epoch's end step but not the epoch's validation. The epoch-end save
+      # of the resumed run supersedes it.
+      self._manager.wait_until_finished()
+      self._manager.delete(step)
     self._manager.save(
         step,
         args=ocp.args.Composite(
