@@ -54,8 +54,9 @@ def main():
   mask = jnp.asarray(mask)
 
   cg_fn = jax.jit(lambda k, s, m: mri.cg_sense(k, s, m, num_iters=args.cg_iters))
-  cs_fn = jax.jit(lambda k, s, m: mri.cs_wavelet(k, s, m, lam=1e-3 * float(
-      jnp.abs(sim["image"]).max()), num_iters=args.cs_iters))
+  cs_lambda = 1e-3 * float(np.abs(np.asarray(sim["image"])).max())
+  cs_fn = jax.jit(lambda k, s, m: mri.cs_wavelet(k, s, m, lam=cs_lambda,
+                                                 num_iters=args.cs_iters))
   results = {"device": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
              "shape": [1, args.coils, args.size, args.size]}
   for name, fn in (("cg_sense", cg_fn), ("cs_wavelet", cs_fn)):
