@@ -5,19 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mri_reference import crandn, np_fft2c, np_ifft2c
+
 from fdl.mri.coils import estimate_maps, rss
 
 jax.config.update("jax_enable_x64", False)
 
 
-def _crandn(rng, *shape):
-  return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
 
 
-def _np_fft2c(x):
-  axes = (-2, -1)
-  return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=axes), axes=axes,
-                                     norm="ortho"), axes=axes)
+
 
 
 def simulate(h, w, num_coils, shift=0.0):
@@ -47,7 +44,7 @@ def simulated():
   # Two different slices in one batch, with a non-square, odd-height matrix.
   objs, profs, supports = zip(*(simulate(49, 40, 4, shift) for shift in (0.0, 0.1)))
   coil_images = np.stack(objs)[:, None] * np.stack(profs)          # [2, 4, 49, 40]
-  kspace = _np_fft2c(coil_images).astype(np.complex64)
+  kspace = np_fft2c(coil_images).astype(np.complex64)
   maps = np.asarray(estimate_maps(kspace, calib_size=20, kernel_size=5))
   return kspace, coil_images, np.stack(supports), maps
 
@@ -55,7 +52,7 @@ def simulated():
 @pytest.mark.parametrize("shape, axis", [((2, 3, 7, 6), 1), ((4, 5, 9), 0), ((1, 1, 3, 4), 1)])
 def test_rss_matches_numpy_float64(shape, axis):
   rng = np.random.default_rng(0)
-  x = _crandn(rng, *shape)
+  x = crandn(rng, *shape)
   ref = np.sqrt(np.sum(np.abs(x.astype(np.complex128)) ** 2, axis=axis))
   out = rss(x, axis=axis)
   assert out.dtype == jnp.float32 and out.shape == ref.shape
@@ -144,7 +141,7 @@ def test_jit_and_no_recompilation(simulated):
     (lambda k: np.where(np.arange(12) == 3, np.inf, k), r"kspace contains NaN or Inf"),
 ])
 def test_bad_kspace_is_named(make, match):
-  k = _crandn(np.random.default_rng(2), 1, 2, 16, 12)
+  k = crandn(np.random.default_rng(2), 1, 2, 16, 12)
   with pytest.raises(ValueError, match=match):
     estimate_maps(make(k), calib_size=8, kernel_size=3)
 
@@ -157,6 +154,6 @@ def test_bad_kspace_is_named(make, match):
     (dict(calib_size=8, crop=-0.1), r"crop must be in \[0, 1\)"),
 ])
 def test_bad_sizes_are_named(kwargs, match):
-  k = _crandn(np.random.default_rng(3), 1, 2, 16, 12)
+  k = crandn(np.random.default_rng(3), 1, 2, 16, 12)
   with pytest.raises(ValueError, match=match):
     estimate_maps(k, **kwargs)

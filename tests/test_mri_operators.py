@@ -5,26 +5,23 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mri_reference import crandn, np_fft2c, np_ifft2c
+
 from fdl.mri import cg, fft2c, ifft2c, sense_adjoint, sense_forward, sense_normal
 
 jax.config.update("jax_enable_x64", False)
 
 
-def _crandn(rng, *shape):
-  return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
 
 
-def _np_fft2c(x):
-  axes = (-2, -1)
-  return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=axes), axes=axes,
-                                     norm="ortho"), axes=axes)
+
 
 
 @pytest.mark.parametrize("shape", [(7, 10), (2, 3, 9, 8), (1, 16, 15)])
 def test_fft2c_matches_numpy_fftshift_formulation(shape):
   rng = np.random.default_rng(0)
-  x = _crandn(rng, *shape)
-  np.testing.assert_allclose(np.asarray(fft2c(x)), _np_fft2c(x.astype(np.complex128)),
+  x = crandn(rng, *shape)
+  np.testing.assert_allclose(np.asarray(fft2c(x)), np_fft2c(x.astype(np.complex128)),
                              rtol=1e-5, atol=1e-5)
   # explicit DFT matrix for one axis pair, centred indices
   h, w = shape[-2:]
@@ -38,7 +35,7 @@ def test_fft2c_matches_numpy_fftshift_formulation(shape):
 @pytest.mark.parametrize("shape", [(9, 12), (2, 4, 11, 7)])
 def test_fft_inverse_and_parseval(shape):
   rng = np.random.default_rng(1)
-  x = _crandn(rng, *shape)
+  x = crandn(rng, *shape)
   np.testing.assert_allclose(np.asarray(ifft2c(fft2c(x))), x, atol=1e-5)
   np.testing.assert_allclose(np.asarray(fft2c(ifft2c(x))), x, atol=1e-5)
   np.testing.assert_allclose(np.linalg.norm(np.asarray(fft2c(x))),
@@ -56,15 +53,15 @@ def test_fft_dc_is_at_the_centre():
 def sense_problem():
   rng = np.random.default_rng(2)
   b, c, h, w = 2, 3, 10, 9
-  maps = _crandn(rng, b, c, h, w)
+  maps = crandn(rng, b, c, h, w)
   mask = (rng.random((b, 1, 1, w)) < 0.5).astype(np.float32)
   return rng, maps, mask, (b, c, h, w)
 
 
 def test_sense_forward_matches_numpy(sense_problem):
   rng, maps, mask, (b, c, h, w) = sense_problem
-  x = _crandn(rng, b, h, w)
-  ref = mask * _np_fft2c(maps.astype(np.complex128) * x[:, None])
+  x = crandn(rng, b, h, w)
+  ref = mask * np_fft2c(maps.astype(np.complex128) * x[:, None])
   np.testing.assert_allclose(np.asarray(sense_forward(x, maps, mask)), ref,
                              rtol=1e-4, atol=1e-4)
 
@@ -75,8 +72,8 @@ def test_sense_adjointness(sense_problem, mask_kind):
   mask = {"lines": (rng.random((b, 1, 1, w)) < 0.4).astype(np.float32),
           "2d": (rng.random((b, 1, h, w)) < 0.4).astype(np.float32),
           "weights": rng.random((b, 1, h, w)).astype(np.float32)}[mask_kind]
-  x = _crandn(rng, b, h, w)
-  y = _crandn(rng, b, c, h, w)
+  x = crandn(rng, b, h, w)
+  y = crandn(rng, b, c, h, w)
   lhs = np.vdot(np.asarray(sense_forward(x, maps, mask), np.complex128), y)
   rhs = np.vdot(x.astype(np.complex128), np.asarray(sense_adjoint(y, maps, mask)))
   assert abs(lhs - rhs) / abs(lhs) < 1e-5
@@ -89,10 +86,10 @@ def test_sense_norm_by_power_method():
   # With maps normalized so sum_c |S_c|^2 = 1 and a full mask, A is an isometry:
   # the largest eigenvalue of A^H A is 1.
   rng = np.random.default_rng(3)
-  maps = _crandn(rng, 1, 4, 8, 8)
+  maps = crandn(rng, 1, 4, 8, 8)
   maps /= np.sqrt((np.abs(maps) ** 2).sum(1, keepdims=True))
   mask = np.ones((1, 1, 1, 8), np.float32)
-  x = _crandn(rng, 1, 8, 8)
+  x = crandn(rng, 1, 8, 8)
   for _ in range(20):
     x = np.asarray(sense_normal(x, maps, mask))
     norm = np.linalg.norm(x)
@@ -108,7 +105,7 @@ def _dense_hpd(rng, n):
 def test_cg_matches_dense_solve_batched_complex():
   rng = np.random.default_rng(4)
   mats = np.stack([_dense_hpd(rng, 6) for _ in range(3)]).astype(np.complex64)
-  rhs = _crandn(rng, 3, 6)
+  rhs = crandn(rng, 3, 6)
   op = lambda v: jnp.einsum("bij,bj->bi", mats, v)
   x = jax.jit(lambda r: cg(op, r, num_iters=30))(rhs)
   ref = np.linalg.solve(mats.astype(np.complex128), rhs.astype(np.complex128)[..., None])[..., 0]
@@ -154,8 +151,8 @@ def test_cg_is_differentiable():
 ])
 def test_bad_input_is_named(call, match):
   rng = np.random.default_rng(6)
-  maps = _crandn(rng, 1, 2, 6, 5)
-  x = _crandn(rng, 1, 6, 5)
-  k = jnp.asarray(_crandn(rng, 1, 2, 6, 5))
+  maps = crandn(rng, 1, 2, 6, 5)
+  x = crandn(rng, 1, 6, 5)
+  k = jnp.asarray(crandn(rng, 1, 2, 6, 5))
   with pytest.raises(ValueError, match=match):
     call(maps, x, k)

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mri_reference import crandn, np_fft2c, np_ifft2c
+
 from conftest import REPO_DIR
 from fdl.mri.coils import estimate_maps, rss
 from fdl.mri.recon import cg_sense, cs_wavelet, lipschitz_bound, zero_filled
@@ -20,23 +22,14 @@ from fdl.mri.wavelets import haar_forward, haar_inverse, padded_shape
 
 jax.config.update("jax_enable_x64", False)
 
+
 DATA_DIR = os.path.join(REPO_DIR, "..", "shared", "data", "mri")
 
 
-def _crandn(rng, *shape):
-  return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
 
 
-def _np_fft2c(x):
-  axes = (-2, -1)
-  return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=axes), axes=axes,
-                                     norm="ortho"), axes=axes)
 
 
-def _np_ifft2c(k):
-  axes = (-2, -1)
-  return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), axes=axes,
-                                      norm="ortho"), axes=axes)
 
 
 def nmse(ref, x):
@@ -82,7 +75,7 @@ def simulated():
   h, w = 48, 96
   images = np.stack([phantom(h, w), phantom(h, w)[::-1] * 0.8])
   maps = np.stack([true_maps(8, h, w)] * 2)
-  kspace = _np_fft2c(maps * images[:, None]).astype(np.complex64)
+  kspace = np_fft2c(maps * images[:, None]).astype(np.complex64)
   mask = line_mask(w)[None, None, None]
   return (images.astype(np.complex64), maps.astype(np.complex64), kspace,
           np.broadcast_to(mask, (2, 1, 1, w)).copy())
@@ -95,7 +88,7 @@ def simulated():
                                            ((5, 7), 0)])
 def test_haar_is_orthonormal(shape, levels):
   rng = np.random.default_rng(0)
-  x = _crandn(rng, *shape)
+  x = crandn(rng, *shape)
   coeffs = np.asarray(haar_forward(x, levels))
   assert coeffs.shape == shape[:-2] + padded_shape(shape[-2:], levels)
   # isometry ||W x|| = ||x|| and left inverse W^T W = I
@@ -103,7 +96,7 @@ def test_haar_is_orthonormal(shape, levels):
   np.testing.assert_allclose(np.asarray(haar_inverse(coeffs, levels, shape[-2:])), x,
                              atol=1e-5)
   # W^T is the adjoint: <W x, c> = <x, W^T c> for random c
-  c = _crandn(rng, *coeffs.shape)
+  c = crandn(rng, *coeffs.shape)
   lhs = np.vdot(coeffs.astype(np.complex128), c)
   rhs = np.vdot(x.astype(np.complex128), np.asarray(haar_inverse(c, levels, shape[-2:])))
   assert abs(lhs - rhs) / abs(lhs) < 1e-5
@@ -138,7 +131,7 @@ def test_haar_rejects_bad_levels():
 
 def test_zero_filled_rss_and_sense_adjoint(simulated):
   _, maps, kspace, mask = simulated
-  ref = np.sqrt(np.sum(np.abs(_np_ifft2c((mask * kspace).astype(np.complex128))) ** 2, 1))
+  ref = np.sqrt(np.sum(np.abs(np_ifft2c((mask * kspace).astype(np.complex128))) ** 2, 1))
   out = zero_filled(kspace, mask)
   assert out.dtype == jnp.float32 and out.shape == (2, 48, 96)
   np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-4, atol=1e-5)
@@ -174,16 +167,16 @@ def _dense_sense_matrix(maps, mask):
   for j in range(h * w):
     e = np.zeros(h * w, np.complex128)
     e[j] = 1.0
-    cols.append((mask * _np_fft2c(maps * e.reshape(h, w))).ravel())
+    cols.append((mask * np_fft2c(maps * e.reshape(h, w))).ravel())
   return np.stack(cols, axis=1)
 
 
 def test_cg_sense_matches_dense_regularized_solve():
   rng = np.random.default_rng(2)
   b, c, h, w = 2, 2, 6, 5
-  maps = _crandn(rng, b, c, h, w)
+  maps = crandn(rng, b, c, h, w)
   mask = (rng.random((b, 1, 1, w)) < 0.6).astype(np.float32)
-  kspace = mask * _crandn(rng, b, c, h, w)
+  kspace = mask * crandn(rng, b, c, h, w)
   lam = 0.3
   out = np.asarray(cg_sense(kspace, maps, mask, lam=lam, num_iters=60))
   for i in range(b):
@@ -252,9 +245,9 @@ def test_lipschitz_bound_is_the_norm_for_normalized_maps(simulated):
   np.testing.assert_allclose(np.asarray(lipschitz_bound(maps, mask)), 1.0, rtol=1e-5)
   # For arbitrary maps and weights it bounds the power-method estimate of ||A^H A||.
   rng = np.random.default_rng(3)
-  raw = _crandn(rng, 1, 3, 10, 9)
+  raw = crandn(rng, 1, 3, 10, 9)
   weights = rng.random((1, 1, 10, 9)).astype(np.float32) * 2
-  x = _crandn(rng, 1, 10, 9)
+  x = crandn(rng, 1, 10, 9)
   for _ in range(50):
     x = np.asarray(sense_normal(x, raw, weights))
     norm = np.linalg.norm(x)
@@ -288,10 +281,10 @@ def test_cs_wavelet_reaches_the_optimality_condition():
   # (step 1/L, L = 1 here): check it on a tiny 2-coil problem in float64.
   rng = np.random.default_rng(4)
   h, w, levels, lam = 12, 8, 2, 0.2
-  maps = _crandn(rng, 1, 2, h, w)
+  maps = crandn(rng, 1, 2, h, w)
   maps /= np.sqrt(np.sum(np.abs(maps) ** 2, axis=1, keepdims=True))
   mask = line_mask(w, every=3, centre=2)[None, None, None]
-  kspace = mask * _crandn(rng, 1, 2, h, w)
+  kspace = mask * crandn(rng, 1, 2, h, w)
   x = np.asarray(cs_wavelet(kspace, maps, mask, lam=lam, num_iters=400, levels=levels))
   grad = np.asarray(sense_adjoint(sense_forward(x, maps, mask) - kspace, maps, mask))
   coeffs = np.asarray(haar_forward(x - grad, levels), np.complex128)
@@ -347,7 +340,7 @@ def test_real_brain_cg_sense_beats_zero_filled():
   demo uses two sets of maps; a small Tikhonov weight keeps it stable.
   """
   kspace = _load("lustig_brain_alias_8ch.npz")["kspace"][None, :, :, 44:212]
-  kspace = (kspace / np.asarray(rss(_np_ifft2c(kspace))).max()).astype(np.complex64)
+  kspace = (kspace / np.asarray(rss(np_ifft2c(kspace))).max()).astype(np.complex64)
   mask = line_mask(kspace.shape[-1])[None, None, None]
   under = mask * kspace
   maps = estimate_maps(under)
@@ -394,7 +387,7 @@ def test_real_brain_fastmri_4x_mask_cg_sense_beats_zero_filled():
   """
   from fdl.mri import equispaced_mask, num_low_frequencies  # pylint: disable=g-import-not-at-top
   kspace = _load("lustig_brain_alias_8ch.npz")["kspace"][None, :, :, 44:212]
-  kspace = (kspace / np.asarray(rss(_np_ifft2c(kspace))).max()).astype(np.complex64)
+  kspace = (kspace / np.asarray(rss(np_ifft2c(kspace))).max()).astype(np.complex64)
   width = kspace.shape[-1]
   mask = np.asarray(equispaced_mask(jax.random.PRNGKey(0), width, 4, 0.08)).reshape(1, 1, 1, -1)
   assert width / mask.sum() == pytest.approx(4.0, rel=0.05)
