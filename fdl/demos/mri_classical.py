@@ -147,7 +147,7 @@ def plot_reconstructions(path, reference, images, scores, acceleration,
   for j, (method, image) in enumerate(images.items(), start=1):
     axes[0, j].imshow(image[s], cmap="gray", vmin=0, vmax=vmax)
     sc = scores[method]
-    axes[0, j].set_title(f"{method}\nPSNR {sc['psnr']['mean']:.1f} dB, "
+    axes[0, j].set_title(f"{method}\nmean of all slices: PSNR {sc['psnr']['mean']:.1f} dB, "
                          f"SSIM {sc['ssim']['mean']:.3f}", fontsize=9)
     axes[1, j].imshow(np.abs(image[s] - reference[s]), cmap="magma", vmin=0,
                       vmax=0.25 * vmax)
@@ -155,7 +155,7 @@ def plot_reconstructions(path, reference, images, scores, acceleration,
   for ax in axes.ravel():
     ax.set_xticks([])
     ax.set_yticks([])
-  fig.suptitle(f"{acceleration}x Cartesian under-sampling, slice {s}")
+  fig.suptitle(f"{acceleration}x Cartesian under-sampling; images: slice {s}")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
