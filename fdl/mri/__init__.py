@@ -16,12 +16,13 @@ from fdl.mri.masks import (equispaced_mask, mask_for_kspace, num_low_frequencies
 from fdl.mri.metrics import center_crop, nmse, psnr, slice_metrics, ssim, volume_metrics
 from fdl.mri.phantoms import image_grid, random_phantom, shepp_logan
 from fdl.mri.recon import cg_sense, cs_wavelet, lipschitz_bound, zero_filled
-from fdl.mri.sense import check_sense_args, sense_adjoint, sense_forward, sense_normal
+from fdl.mri.sense import (check_kspace, check_mask, check_sense_args, sense_adjoint,
+                           sense_forward, sense_normal)
 from fdl.mri.simulate import simulate, simulate_to_fastmri
 from fdl.mri.wavelets import haar_forward, haar_inverse
 
 __all__ = [
-    "SliceDataset", "center_crop", "cg", "cg_sense", "check_sense_args",
+    "SliceDataset", "center_crop", "cg", "cg_sense", "check_kspace", "check_mask", "check_sense_args",
     "cs_wavelet", "equispaced_mask", "estimate_maps", "haar_forward",
     "haar_inverse", "lipschitz_bound", "rss", "zero_filled",
     "fft2c", "ifft2c", "image_grid", "loop_coil_maps", "mask_for_kspace", "nmse",

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl.mri.fft import ifft2c
+from fdl.mri.sense import check_kspace
 
 
 def rss(coil_images: jax.Array, axis: int = 1) -> jax.Array:
@@ -108,7 +109,7 @@ def estimate_maps(kspace: jax.Array, *, calib_size: int = 24, kernel_size: int =
     >>> round(float(jnp.sum(jnp.abs(maps[0, :, 16, 16]) ** 2)), 4)
     1.0
   """
-  _check_kspace(kspace)
+  check_kspace(kspace)
   _, _, h, w = np.shape(kspace)
   if not isinstance(calib_size, (int, np.integer)) or not 1 <= calib_size <= min(h, w):
     raise ValueError(f"calib_size must be an int in [1, min(H, W)] = [1, {min(h, w)}]; "
@@ -127,17 +128,6 @@ def estimate_maps(kspace: jax.Array, *, calib_size: int = 24, kernel_size: int =
     raise ValueError(f"crop must be in [0, 1) (an eigenvalue); got {crop}")
   return _espirit(jnp.asarray(kspace), int(calib_size), int(kernel_size),
                   jnp.float32(threshold), jnp.float32(crop))
-
-
-def _check_kspace(kspace) -> None:
-  shape = tuple(np.shape(kspace))
-  dtype = jnp.result_type(kspace)
-  if len(shape) != 4 or not jnp.issubdtype(dtype, jnp.complexfloating):
-    hint = " (add a batch axis: kspace[None])" if len(shape) == 3 else ""
-    raise ValueError(f"kspace must be complex64 [batch, coils, H, W]{hint}; "
-                     f"got {dtype} {shape}")
-  if not isinstance(kspace, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(kspace))):
-    raise ValueError("kspace contains NaN or Inf values")
 
 
 @functools.partial(jax.jit, static_argnums=(1, 2))

@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl.mri.cg import cg
-from fdl.mri.coils import _check_kspace, rss
+from fdl.mri.coils import rss
 from fdl.mri.fft import ifft2c
-from fdl.mri.sense import _check_mask, check_sense_args, sense_adjoint, sense_normal
+from fdl.mri.sense import (check_kspace, check_mask, check_sense_args, sense_adjoint,
+                            sense_normal)
 from fdl.mri.wavelets import haar_forward, haar_inverse, padded_shape
 
 
@@ -61,8 +62,8 @@ def zero_filled(kspace: jax.Array, mask: jax.Array | None = None,
   if mask is None:
     mask = jnp.ones((1, 1, 1, 1), jnp.float32)
   if maps is None:
-    _check_kspace(kspace)
-    _check_mask(mask, tuple(np.shape(kspace)))
+    check_kspace(kspace)
+    check_mask(mask, tuple(np.shape(kspace)))
     return rss(ifft2c(jnp.asarray(mask) * kspace))
   check_sense_args(kspace=kspace, maps=maps, mask=mask)
   return sense_adjoint(kspace, maps, mask)

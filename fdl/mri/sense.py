@@ -27,6 +27,24 @@ def _is_traced(x) -> bool:
   return isinstance(x, jax.core.Tracer)
 
 
+def check_kspace(kspace) -> None:
+  """Validates multi-coil k-space: complex ``[batch, coils, H, W]``, finite.
+
+  The finiteness check needs values, so it is skipped under tracing.
+
+  Raises:
+    ValueError: naming `kspace`, what was expected and what came.
+  """
+  shape = tuple(np.shape(kspace))
+  dtype = jnp.result_type(kspace)
+  if len(shape) != 4 or not jnp.issubdtype(dtype, jnp.complexfloating):
+    hint = " (add a batch axis: kspace[None])" if len(shape) == 3 else ""
+    raise ValueError(f"kspace must be complex64 [batch, coils, H, W]{hint}; "
+                     f"got {dtype} {shape}")
+  if not _is_traced(kspace) and not bool(jnp.all(jnp.isfinite(kspace))):
+    raise ValueError("kspace contains NaN or Inf values")
+
+
 def _check_complex(name: str, x, rank: int, layout: str):
   shape = tuple(np.shape(x))
   dtype = jnp.result_type(x)
@@ -34,7 +52,8 @@ def _check_complex(name: str, x, rank: int, layout: str):
     raise ValueError(f"{name} must be complex64 {layout}; got {dtype} {shape}")
 
 
-def _check_mask(mask, target_shape, name="mask"):
+def check_mask(mask, target_shape, name="mask") -> None:
+  """Validates a real mask that must broadcast to `target_shape` (k-space)."""
   mask_shape = tuple(np.shape(mask))
   dtype = jnp.result_type(mask)
   if jnp.issubdtype(dtype, jnp.complexfloating):
@@ -64,15 +83,13 @@ def check_sense_args(*, image=None, kspace=None, maps, mask) -> None:
       raise ValueError(f"image {tuple(np.shape(image))} must be [batch, H, W] = "
                        f"{(b, h, w)} to match maps {tuple(np.shape(maps))}")
   if kspace is not None:
-    _check_complex("kspace", kspace, 4, "[batch, coils, H, W]")
+    check_kspace(kspace)
     if np.shape(kspace)[1] != c:
       raise ValueError(f"kspace has {np.shape(kspace)[1]} coils but maps have {c}")
     if tuple(np.shape(kspace)) != (b, c, h, w):
       raise ValueError(f"kspace {tuple(np.shape(kspace))} and maps "
                        f"{tuple(np.shape(maps))} must have the same shape")
-    if not _is_traced(kspace) and not bool(jnp.all(jnp.isfinite(kspace))):
-      raise ValueError("kspace contains NaN or Inf values")
-  _check_mask(mask, (b, c, h, w))
+  check_mask(mask, (b, c, h, w))
 
 
 def sense_forward(image: jax.Array, maps: jax.Array, mask: jax.Array) -> jax.Array:
