@@ -71,7 +71,7 @@ def test_bad_batches_are_rejected_by_name(linear_setup):
   good = _batch(0)
   with pytest.raises(ValueError, match=r"batch must contain the key 'label'; got keys \['image'\]"):
     step(state, {"image": good["image"]})
-  with pytest.raises(TypeError, match=r"batch\['image'\] must be a float array; got int32"):
+  with pytest.raises(TypeError, match=r"batch\['image'\] must be a float or complex array; got int32"):
     step(state, {"image": good["image"].astype(np.int32), "label": good["label"]})
   with pytest.raises(TypeError, match=r"batch\['label'\] must be integer labels \[batch\]; got float32"):
     step(state, {"image": good["image"], "label": good["label"].astype(np.float32)})

@@ -10,7 +10,7 @@ from fdl.train.metric_writer import MetricWriter, read_jsonl, write_json
 from fdl.train.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from fdl.train.state import TrainState, create_train_state, num_params
 from fdl.train.step import (classification_loss, make_eval_step, make_train_step,
-                            predict, regression_loss)
+                            predict, reconstruction_loss, regression_loss)
 
 __all__ = [
     "Checkpointer", "EarlyStopping", "FitResult", "MetricWriter", "OPTIMIZERS",
@@ -18,5 +18,5 @@ __all__ = [
     "create_train_state", "evaluate", "fit", "initialize_distributed",
     "make_eval_step", "make_mesh", "make_optimizer", "make_schedule",
     "make_train_step", "num_params", "predict", "process_slice", "read_jsonl",
-    "regression_loss", "replicated", "shard_batch", "to_host", "write_json",
+    "reconstruction_loss", "regression_loss", "replicated", "shard_batch", "to_host", "write_json",
 ]

@@ -1,4 +1,4 @@
-"""Figures of a run: learning curves and confusion matrices (matplotlib, Agg)."""
+"""Figures of a run: learning curves, confusion matrices, reconstructions (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -83,4 +83,52 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str],
   fig.colorbar(image, ax=ax, fraction=0.046, label="fraction of the true class")
   fig.tight_layout()
   fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_reconstruction_grid(path: str, reference: np.ndarray,
+                             images: dict[str, np.ndarray], *, title: str = "",
+                             error_contrast: float = 4.0) -> None:
+  """Reference and reconstructions of a few slices, each over its error map.
+
+  Two rows per slice: the images (grey, scaled to the reference's maximum),
+  then ``|image - reference|`` (x `error_contrast`). Each reconstruction is
+  titled with that slice's PSNR and SSIM (``data_range`` = the slice's
+  reference maximum).
+
+  Args:
+    path: output PNG.
+    reference: float ``[N, H, W]`` magnitude references.
+    images: method label -> float ``[N, H, W]`` magnitude reconstructions.
+    title: figure title.
+    error_contrast: how much the error maps are brightened.
+  """
+  from fdl.mri.metrics import slice_metrics  # pylint: disable=g-import-not-at-top
+  plt = _pyplot()
+  reference = np.asarray(reference, np.float32)
+  num_slices, cols = reference.shape[0], 1 + len(images)
+  fig, axes = plt.subplots(2 * num_slices, cols, figsize=(2.6 * cols, 5.4 * num_slices),
+                           squeeze=False)
+  for i in range(num_slices):
+    vmax = float(reference[i].max())
+    row, err_row = axes[2 * i], axes[2 * i + 1]
+    row[0].imshow(reference[i], cmap="gray", vmin=0, vmax=vmax)
+    row[0].set_title("reference", fontsize=9)
+    err_row[0].axis("off")
+    for j, (label, image) in enumerate(images.items(), start=1):
+      image = np.asarray(image[i], np.float32)
+      scores = slice_metrics(reference[i:i + 1], image[None])
+      row[j].imshow(image, cmap="gray", vmin=0, vmax=vmax)
+      row[j].set_title(f"{label}\nPSNR {float(scores['psnr'][0]):.1f} dB, "
+                       f"SSIM {float(scores['ssim'][0]):.3f}", fontsize=8)
+      err_row[j].imshow(np.abs(image - reference[i]), cmap="magma", vmin=0,
+                        vmax=vmax / error_contrast)
+      err_row[j].set_title(f"|error| (x{error_contrast:g})", fontsize=8)
+  for ax in axes.ravel():
+    ax.set_xticks([])
+    ax.set_yticks([])
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
   plt.close(fig)

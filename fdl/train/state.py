@@ -52,11 +52,12 @@ class TrainState(struct.PyTreeNode):
 def create_train_state(
     model: nn.Module,
     tx: optax.GradientTransformation,
-    input_shape: Sequence[int],
+    input_shape: Sequence[int] | None = None,
     *,
     seed: int = 0,
     mesh: Mesh | None = None,
     input_dtype=jnp.float32,
+    example_inputs: Sequence[Any] | None = None,
 ) -> TrainState:
   """Initializes a model and optimizer into a replicated `TrainState`.
 
@@ -70,18 +71,28 @@ def create_train_state(
     seed: the run's seed; parameters and the state key derive from it.
     mesh: the data-parallel mesh; None means all devices.
     input_dtype: dtype of the dummy input used for shape inference.
+    example_inputs: instead of `input_shape`, one or more example inputs
+      (arrays or `jax.ShapeDtypeStruct`s) for a model called with several
+      positional inputs, e.g. ``(kspace, mask, maps)``; zeros of their shapes and
+      dtypes are used.
 
   Returns:
     A `TrainState` at step 0, replicated over `mesh`.
   """
   if mesh is None:
     mesh = mesh_lib.make_mesh()
-  input_shape = tuple(int(d) for d in input_shape)
+  if (input_shape is None) == (example_inputs is None):
+    raise ValueError("give exactly one of input_shape and example_inputs")
+  if example_inputs is None:
+    specs = [jax.ShapeDtypeStruct(tuple(int(d) for d in input_shape), input_dtype)]
+  else:
+    specs = [jax.ShapeDtypeStruct(tuple(x.shape), x.dtype)
+             for x in example_inputs]
 
   def init(key):
     params_key, dropout_key, state_key = jax.random.split(key, 3)
     variables = model.init({"params": params_key, "dropout": dropout_key},
-                           jnp.zeros(input_shape, input_dtype), train=False)
+                           *(jnp.zeros(s.shape, s.dtype) for s in specs), train=False)
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),

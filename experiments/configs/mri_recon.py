@@ -1,0 +1,99 @@
+"""Learned MRI reconstruction: U-Net, MoDL or E2E-VarNet on multi-coil k-space.
+
+  python experiments/mri_recon.py --config experiments/configs/mri_recon.py \
+      --workdir runs/mri_recon [--config.model=varnet --config.acceleration=8 ...]
+
+`get_config("smoke")` (``--config experiments/configs/mri_recon.py:smoke``) or
+``--config.smoke=True`` shrinks everything (`fdl.train.reconstruction.apply_smoke`)
+so a run ends in well under two minutes on a CPU, for tests; with the latter, the
+smoke sizes replace command-line overrides of the same keys. `get_config("demo")`
+is what ``make demo`` runs.
+"""
+
+import ml_collections
+
+from fdl.train import reconstruction
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.smoke = arg == "smoke"
+
+  # Data: "simulated" (random ellipse phantoms, Biot-Savart loop coils) or a
+  # directory of fastMRI multi-coil .h5 files. Split by volume.
+  config.dataset = "simulated"
+  config.num_volumes = 24  # simulated volumes (or a cap on the files read)
+  config.slices_per_volume = 8  # simulated only
+  config.shape = (128, 128)  # simulated only: (H, W)
+  config.num_coils = 8  # simulated only
+  config.snr_db = 30.0  # simulated only: per-coil k-space SNR
+  config.phantom = "random"  # simulated only: 'random' or 'shepp_logan'
+  config.val_volumes = 2
+  config.test_volumes = 4
+
+  # Sampling: a fresh mask per example and epoch in training, one fixed mask
+  # per slice (from its id) for validation and test.
+  config.mask = "equispaced"  # 'random', 'equispaced' or 'poisson'
+  config.acceleration = 4.0
+  config.center_fraction = 0.08
+
+  # Coil maps for MoDL, the complex-input U-Net and CG-SENSE / CS: 'estimate'
+  # (ESPIRiT on the centre lines) or 'true' (simulated data only).
+  config.maps = "estimate"
+  config.calib_size = 24
+  config.kernel_size = 6
+
+  # Model: one of MODELS, with its settings below.
+  config.model = "modl"
+  config.unet = ml_collections.ConfigDict(dict(
+      base_channels=32, num_pools=4, dropout=0.0, input_mode="complex"))
+  config.modl = ml_collections.ConfigDict(dict(
+      num_iters=5, cg_iters=5, depth=5, width=48, lam_init=0.05))
+  config.varnet = ml_collections.ConfigDict(dict(
+      num_cascades=8, channels=18, pools=4, sens_channels=8, sens_pools=4))
+
+  # Loss: 'l1', 'ssim' or 'mixed' (ssim_weight * (1 - SSIM) + rest * L1).
+  config.loss = "l1"
+  config.ssim_weight = 0.84
+
+  # Optimization.
+  config.num_epochs = 10
+  config.batch_size = 2
+  config.optimizer = "adam"
+  config.learning_rate = 1e-3
+  config.schedule = "cosine"  # 'constant', 'cosine', 'warmup_cosine', ...
+  config.warmup_epochs = 0.0
+  config.weight_decay = 0.0
+  config.grad_clip_norm = 1.0  # <= 0: off
+  config.early_stopping_patience = 0  # 0: off; else epochs without val/ssim gain
+
+  # Classical baselines evaluated on the same test slices.
+  config.cg_iters = 10
+  config.cg_lambda = 0.0
+  config.cs_iters = 60
+  config.cs_lambda = 1e-3
+
+  # Run.
+  config.log_every = 20
+  config.keep_checkpoints = 2
+  config.progress = True
+  config.figure_slices = 3  # test slices shown in reconstructions.png
+
+  if arg == "demo":
+    # `make demo`: a small MoDL, 4x, a few minutes on two CPU cores.
+    config.num_volumes = 14
+    config.slices_per_volume = 6
+    config.shape = (96, 96)
+    config.test_volumes = 3
+    config.val_volumes = 1
+    config.center_fraction = 0.12
+    config.calib_size = 16
+    config.kernel_size = 5
+    config.modl = ml_collections.ConfigDict(dict(
+        num_iters=4, cg_iters=4, depth=4, width=32, lam_init=0.05))
+    config.num_epochs = 6
+    config.cs_iters = 40
+  config.smoke_applied = False
+  if config.smoke:
+    reconstruction.apply_smoke(config)
+  return config

@@ -1,0 +1,346 @@
+"""Learned MRI reconstruction end to end: data, model, `fit`, one sealed test.
+
+`train_and_evaluate(config, workdir)` is what `experiments/mri_recon.py` calls.
+Training sees the training and validation volumes only; the state with the best
+validation SSIM is then evaluated once on the test volumes, next to the
+classical reconstructions (zero-filled, CG-SENSE, compressed sensing) of the
+same under-sampled k-space. Scores follow fastMRI: magnitude images, centre
+cropped to the reconstruction size, ``data_range`` the target volume's maximum.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from fdl import data, models
+from fdl.mri import metrics as mri_metrics
+from fdl.mri import recon
+from fdl.train import figures
+from fdl.train import mesh as mesh_lib
+from fdl.train.checkpoint import Checkpointer
+from fdl.train.early_stopping import EarlyStopping
+from fdl.train.loop import fit
+from fdl.train.metric_writer import is_writer, read_jsonl, write_json
+from fdl.train.optim import make_optimizer, make_schedule
+from fdl.train.state import TrainState, create_train_state, num_params
+from fdl.train.step import make_eval_step, make_train_step, reconstruction_loss
+
+RECON_MODELS = ("unet", "modl", "varnet")
+INPUT_KEYS = ("kspace", "mask", "maps")  # the models' positional inputs
+METHODS = ("zero_filled", "cg_sense", "cs_wavelet", "model")
+SCORES = ("nmse", "psnr", "ssim")
+
+
+def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks `config` in place to sizes at which a run takes well under 2 minutes."""
+  config.smoke = True
+  config.num_volumes = 4
+  config.slices_per_volume = 2
+  config.shape = (40, 36)
+  config.num_coils = 4
+  config.val_volumes = 1
+  config.test_volumes = 1
+  config.center_fraction = 0.25
+  config.maps = "true" if config.dataset == "simulated" else config.maps
+  config.unet = ml_collections.ConfigDict(dict(
+      base_channels=4, num_pools=2, dropout=0.0, input_mode="complex"))
+  config.modl = ml_collections.ConfigDict(dict(
+      num_iters=2, cg_iters=2, depth=2, width=4, lam_init=0.05))
+  config.varnet = ml_collections.ConfigDict(dict(
+      num_cascades=2, channels=4, pools=2, sens_channels=2, sens_pools=1))
+  config.num_epochs = 2
+  config.cg_iters = 4
+  config.cs_iters = 5
+  config.log_every = 2
+  config.progress = False
+  config.figure_slices = 1
+  config.smoke_applied = True
+  return config
+
+
+def create_model(config: ml_collections.ConfigDict):
+  """The reconstruction network named by ``config.model``, with its settings."""
+  if config.model not in RECON_MODELS:
+    raise ValueError(f"config.model must be one of {RECON_MODELS}; got {config.model!r}")
+  settings = config[config.model].to_dict()
+  name = {"unet": "recon_unet", "modl": "modl", "varnet": "varnet"}[config.model]
+  return models.create_model(name, **settings)
+
+
+def _check_config(config: ml_collections.ConfigDict) -> None:
+  for key in ("num_epochs", "batch_size"):
+    if int(config[key]) < 1:
+      raise ValueError(f"config.{key} must be >= 1; got {config[key]!r}")
+  if not float(config.acceleration) >= 1:
+    raise ValueError(f"config.acceleration must be >= 1 (the under-sampling factor); "
+                     f"got {config.acceleration!r}")
+  if config.model not in RECON_MODELS:
+    raise ValueError(f"config.model must be one of {RECON_MODELS}; got {config.model!r}")
+  if config.early_stopping_patience < 0:
+    raise ValueError("config.early_stopping_patience must be >= 0 (0: off); "
+                     f"got {config.early_stopping_patience!r}")
+
+
+def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
+  """Loads the volumes named by the config and splits them by volume."""
+  volumes = data.load_volumes(
+      config.dataset, seed=config.seed, num_volumes=config.num_volumes,
+      slices_per_volume=config.slices_per_volume, shape=tuple(config.shape),
+      num_coils=config.num_coils, snr_db=config.snr_db, phantom=config.phantom,
+      center_fraction=config.center_fraction)
+  return data.ReconPipeline(
+      volumes, val_volumes=config.val_volumes, test_volumes=config.test_volumes,
+      mask_type=config.mask, acceleration=config.acceleration,
+      center_fraction=config.center_fraction, batch_size=config.batch_size,
+      seed=config.seed, maps=config.maps, calib_size=config.calib_size,
+      kernel_size=config.kernel_size, process_index=jax.process_index(),
+      process_count=jax.process_count())
+
+
+def example_inputs(pipeline: data.ReconPipeline) -> tuple[jax.ShapeDtypeStruct, ...]:
+  """Shapes and dtypes of one example's ``(kspace, mask, maps)``, batch 1."""
+  height, width = pipeline.image_shape
+  coils = (1, pipeline.num_coils, height, width)
+  return (jax.ShapeDtypeStruct(coils, jnp.complex64),
+          jax.ShapeDtypeStruct((1,) + tuple(pipeline.mask_shape), jnp.float32),
+          jax.ShapeDtypeStruct(coils, jnp.complex64))
+
+
+def _create_state(config, model, pipeline, mesh) -> TrainState:
+  steps_per_epoch = pipeline.steps_per_epoch
+  schedule = make_schedule(
+      config.schedule, learning_rate=config.learning_rate,
+      total_steps=config.num_epochs * steps_per_epoch,
+      warmup_steps=int(round(config.warmup_epochs * steps_per_epoch)))
+  tx = make_optimizer(
+      config.optimizer, schedule, weight_decay=config.weight_decay,
+      grad_clip_norm=config.grad_clip_norm if config.grad_clip_norm > 0 else None)
+  state = create_train_state(model, tx, example_inputs=example_inputs(pipeline),
+                             seed=config.seed, mesh=mesh)
+  return state, schedule
+
+
+def classical_reconstructions(config, kspace, mask, maps
+                              ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+  """Zero-filled (RSS), CG-SENSE and CS magnitude images ``[S, H, W]``, and seconds."""
+  kspace, mask, maps = jnp.asarray(kspace), jnp.asarray(mask), jnp.asarray(maps)
+  methods = {
+      "zero_filled": lambda: recon.zero_filled(kspace, mask),
+      "cg_sense": lambda: recon.cg_sense(kspace, maps, mask, lam=config.cg_lambda,
+                                         num_iters=config.cg_iters),
+      "cs_wavelet": lambda: recon.cs_wavelet(kspace, maps, mask, lam=config.cs_lambda,
+                                             num_iters=config.cs_iters),
+  }
+  images, seconds = {}, {}
+  for name, method in methods.items():
+    start = time.perf_counter()
+    images[name] = np.abs(np.asarray(method()))
+    seconds[name] = time.perf_counter() - start
+  return images, seconds
+
+
+def score_slices(target: np.ndarray, image: np.ndarray, data_range: float
+                 ) -> dict[str, np.ndarray]:
+  """fastMRI scores per slice: magnitude, centre crop to `target`, one data range."""
+  image = np.asarray(mri_metrics.center_crop(np.asarray(image), target.shape[-2:]))
+  scores = mri_metrics.slice_metrics(target, image, data_range=data_range)
+  return {k: np.asarray(v, np.float64) for k, v in scores.items()}
+
+
+def evaluate_test(config, model, variables, volumes) -> tuple[dict, dict]:
+  """Scores every method on every test volume.
+
+  Returns:
+    ``(test, shown)``: `test` maps each method of `METHODS` to the mean and
+    standard deviation over test slices of each score (``nmse``, ``nmse_std``,
+    ...), plus ``volume_mean`` (fastMRI's per-volume scores averaged over
+    volumes) and ``seconds_per_slice`` (compilation included); `shown` holds images of the first
+    test slices for the figure.
+  """
+  per_slice = {m: {s: [] for s in SCORES} for m in METHODS}
+  per_volume = {m: {s: [] for s in SCORES} for m in METHODS}
+  seconds = {m: 0.0 for m in METHODS}
+  num_slices = 0
+  shown: dict[str, list] = {"reference": [], **{m: [] for m in METHODS}}
+  for volume in volumes:
+    target, data_range = volume["target"], float(volume["data_range"])
+    images, spent = classical_reconstructions(config, volume["kspace"],
+                                              volume["mask"], volume["maps"])
+    start = time.perf_counter()
+    images["model"] = models.reconstruct(model, variables, volume["kspace"],
+                                         volume["mask"], volume["maps"],
+                                         batch_size=config.batch_size)
+    spent["model"] = time.perf_counter() - start
+    for method, value in spent.items():
+      seconds[method] += value
+    num_slices += target.shape[0]
+    for method, image in images.items():
+      cropped = np.asarray(mri_metrics.center_crop(image, target.shape[-2:]))
+      for name, values in score_slices(target, cropped, data_range).items():
+        per_slice[method][name].extend(values.tolist())
+      for name, value in mri_metrics.volume_metrics(target, cropped,
+                                                    data_range).items():
+        per_volume[method][name].append(value)
+    take = config.figure_slices - len(shown["reference"])
+    if take > 0:
+      picks = np.linspace(0, target.shape[0] - 1, min(take, target.shape[0])).astype(int)
+      shown["reference"].extend(target[picks])
+      for method, image in images.items():
+        shown[method].extend(np.asarray(mri_metrics.center_crop(
+            image, target.shape[-2:]))[picks])
+  test = {}
+  for method in METHODS:
+    entry = {}
+    for name in SCORES:
+      values = np.asarray(per_slice[method][name])
+      entry[name] = float(values.mean())
+      entry[f"{name}_std"] = float(values.std())
+    entry["volume_mean"] = {name: float(np.mean(per_volume[method][name]))
+                            for name in SCORES}
+    # Wall time including the first call's compilation, on this machine.
+    entry["seconds_per_slice"] = seconds[method] / num_slices
+    test[method] = entry
+  test["num_slices"] = num_slices
+  test["num_volumes"] = len(per_volume["model"]["nmse"])
+  return test, {k: np.stack(v) for k, v in shown.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains a reconstruction network, evaluates the sealed test volumes once.
+
+  Writes into `workdir`: ``config.json``, ``metrics.jsonl``, TensorBoard
+  events, ``checkpoints/``, ``learning_curves.png``, ``reconstructions.png``
+  and ``summary.json``. Running again with the same `workdir` resumes.
+
+  Returns:
+    The summary dict (or ``{"interrupted": True}`` after SIGTERM / Ctrl-C).
+  """
+  if config.get("smoke") and not config.get("smoke_applied"):
+    config = apply_smoke(ml_collections.ConfigDict(config.to_dict()))
+  _check_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  mesh = mesh_lib.make_mesh()
+  pipeline = make_pipeline(config)
+  model = create_model(config)
+  state, schedule = _create_state(config, model, pipeline, mesh)
+  loss = reconstruction_loss(config.loss, ssim_weight=config.ssim_weight)
+  train_step = make_train_step(loss, mesh=mesh, learning_rate=schedule,
+                               input_key=INPUT_KEYS)
+  eval_step = make_eval_step(loss, mesh=mesh, input_key=INPUT_KEYS)
+  patience = config.early_stopping_patience or 10**9
+
+  start = time.perf_counter()
+  result = fit(
+      state, train_step, pipeline.train_batches, num_epochs=config.num_epochs,
+      eval_step=eval_step, val_data=pipeline.val_batches, workdir=workdir,
+      early_stopping=EarlyStopping(metric="val/ssim", mode="max", patience=patience,
+                                   restore_best=True),
+      keep_checkpoints=config.keep_checkpoints, log_every=config.log_every,
+      progress=config.progress)
+  train_seconds = time.perf_counter() - start
+  if result.interrupted:
+    return {"interrupted": True}
+
+  # The one and only look at the test volumes, with the best validation state.
+  variables = mesh_lib.to_host(result.state.variables)
+  test, shown = evaluate_test(config, model, variables, pipeline.test_volumes())
+
+  best = result.history[result.best_epoch]
+  records = read_jsonl(os.path.join(workdir, "metrics.jsonl")) if is_writer() else []
+  rates = [r["train/examples_per_second"] for r in records
+           if "train/examples_per_second" in r][1:]  # the first includes compiling
+  provenance = pipeline.provenance
+  summary = {
+      "model": config.model,
+      "acceleration": float(config.acceleration),
+      "mask": config.mask,
+      "test": test,
+      "val_ssim": best["val/ssim"],
+      "best_epoch": result.best_epoch + 1,
+      "evaluated_checkpoint_step": best["step"],
+      "epochs_run": result.epochs_run,
+      "stopped_early": result.stopped_early,
+      "train_loss": result.history[-1]["train/loss"],
+      "num_params": num_params(result.state.params),
+      "examples_per_sec": statistics.median(rates) if rates else None,
+      "train_seconds_this_run": train_seconds,
+      "num_devices": jax.device_count(),
+      "num_processes": jax.process_count(),
+      "data": provenance,
+  }
+  if is_writer():
+    figures.plot_learning_curves(result.history,
+                                 os.path.join(workdir, "learning_curves.png"),
+                                 metrics=("loss", "ssim"))
+    figures.plot_reconstruction_grid(
+        os.path.join(workdir, "reconstructions.png"), shown["reference"],
+        {_LABELS[m]: shown[m] for m in METHODS},
+        title=f"{config.model} at {float(config.acceleration):g}x ({config.mask} "
+              f"mask), test slices; scores: that slice")
+  write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+_LABELS = {"zero_filled": "zero-filled", "cg_sense": "CG-SENSE",
+           "cs_wavelet": "CS (L1-Haar)", "model": "model"}
+
+
+def load_trained(workdir: str) -> tuple[Any, dict, ml_collections.ConfigDict]:
+  """The model, its evaluated (best-validation) variables and the config of a run.
+
+  Args:
+    workdir: a finished `train_and_evaluate` work directory (with
+      ``config.json``, ``summary.json`` and ``checkpoints/``).
+
+  Returns:
+    ``(model, variables, config)``; `variables` are host arrays, ready for
+    `fdl.models.reconstruct`.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  paths = {name: os.path.join(workdir, name) for name in ("config.json", "summary.json")}
+  for name, path in paths.items():
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{path} not found: is {workdir!r} a finished "
+                              f"mri_recon work directory?")
+  with open(paths["config.json"], encoding="utf-8") as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  with open(paths["summary.json"], encoding="utf-8") as f:
+    summary = json.load(f)
+  model = create_model(config)
+  height, width = tuple(config.shape)
+  mask_shape = ((1, 1, height, width) if config.mask == "poisson"
+                else (1, 1, 1, width))
+  coils = (1, summary["data"]["num_coils"], height, width)
+  specs = (jax.ShapeDtypeStruct(coils, jnp.complex64),
+           jax.ShapeDtypeStruct(mask_shape, jnp.float32),
+           jax.ShapeDtypeStruct(coils, jnp.complex64))
+  like = create_train_state(model, make_optimizer(
+      config.optimizer, config.learning_rate, weight_decay=config.weight_decay,
+      grad_clip_norm=config.grad_clip_norm if config.grad_clip_norm > 0 else None),
+                            example_inputs=specs, seed=config.seed)
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
+  state, _ = checkpointer.restore(like, step=summary["evaluated_checkpoint_step"])
+  checkpointer.close()
+  return model, mesh_lib.to_host(state.variables), config
+
+
+def format_table(summary: dict) -> str:
+  """The test scores as a plain-text table (mean ± std over test slices)."""
+  test = summary["test"]
+  lines = [f"{'method':<14} {'NMSE':>17} {'PSNR (dB)':>15} {'SSIM':>15}"]
+  for method in METHODS:
+    s = test[method]
+    label = summary["model"] if method == "model" else _LABELS[method]
+    lines.append(f"{label:<14} {s['nmse']:.4f} ± {s['nmse_std']:.4f}"
+                 f"  {s['psnr']:6.2f} ± {s['psnr_std']:4.2f}"
+                 f"  {s['ssim']:.4f} ± {s['ssim_std']:.4f}")
+  return "\n".join(lines)
