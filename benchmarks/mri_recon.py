@@ -13,26 +13,13 @@ same data in the same process and the ratio is reported.
 import argparse
 import json
 import os
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fdl import mri
-
-
-def _time(fn, repeats):
-  start = time.perf_counter()
-  jax.block_until_ready(fn())
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return first, statistics.median(times), times
+from fdl.benchmarking import time_calls
 
 
 def main():
@@ -60,7 +47,7 @@ def main():
   results = {"device": jax.devices()[0].device_kind, "num_devices": jax.device_count(),
              "shape": [1, args.coils, args.size, args.size]}
   for name, fn in (("cg_sense", cg_fn), ("cs_wavelet", cs_fn)):
-    first, median, times = _time(lambda: fn(kspace, maps, mask), args.repeats)
+    first, median, times = time_calls(lambda: fn(kspace, maps, mask), args.repeats)
     results[name] = {"compile_and_first_run_s": first, "median_s": median,
                      "times_s": times}
     print(f"fdl {name:<10}: {median * 1e3:8.1f} ms per slice "
@@ -80,7 +67,7 @@ def main():
     run = lambda: sigpy.mri.app.SenseRecon(y, mps, lamda=0.0, weights=weights,
                                            max_iter=args.cg_iters,
                                            show_pbar=False).run()
-    first, median, times = _time(run, args.repeats)
+    first, median, times = time_calls(run, args.repeats)
     results["sigpy_cg_sense"] = {"median_s": median, "times_s": times}
     results["sigpy_over_fdl"] = median / results["cg_sense"]["median_s"]
     print(f"sigpy cg_sense: {median * 1e3:8.1f} ms per slice; "

@@ -2,7 +2,9 @@
 
 Every mask is a deterministic function of a `jax.random` key and its static
 arguments: the same key gives the same mask, nothing global is read or
-advanced. For validation, derive the key from the volume id (for example
+advanced. For validation and test, derive the key from a fixed id so every
+run and epoch sees the same mask: from the slice id, as
+`fdl.data.ReconPipeline` does, or from the volume id (for example
 ``jax.random.fold_in(key, volume_index)``) so that all slices of a volume
 share one mask.
 

@@ -1,0 +1,355 @@
+"""Fully sampled multi-coil MRI volumes, loaded and normalized for learning.
+
+The first half of the data path of learned reconstruction (`fdl.data.mri_recon`
+splits, masks and batches what it returns):
+
+* `load_volumes`: simulated volumes (the embedded default) or a directory of
+  fastMRI multi-coil files, each as a `Volume`.
+* Normalization, the same for every source: volume ``v`` is multiplied by
+
+    scale_v = 1 / max_{s, r} RSS(ifft2c(P k_v[s]))(r),
+
+  where ``P`` keeps only the ``num_low_frequencies(W, center_fraction)``
+  centre columns of k-space (fastMRI's centre block, which every mask of
+  `fdl.mri.masks` samples). The scale therefore uses only data a scanner has
+  at test time, never the fully sampled target, and the target gets the same
+  factor.
+* `estimate_coil_maps`: ESPIRiT maps from those centre columns only, so they
+  do not depend on the mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import sys
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from fdl.data import provenance as prov
+from fdl.mri.coils import estimate_maps
+from fdl.mri.io import read_fastmri
+from fdl.mri.masks import num_low_frequencies
+from fdl.mri.simulate import simulate
+
+NORMALIZATION = ("kspace and target of each volume multiplied by 1 / max over the "
+                 "volume of the RSS image of its centre k-space columns only "
+                 "(num_low_frequencies(W, center_fraction) columns, zeros elsewhere)")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Volume:
+  """One fully sampled, normalized multi-coil volume.
+
+  Attributes:
+    name: unique id, e.g. ``"simulated_0003"`` or the file stem.
+    kspace: complex64 ``[S, C, H, W]``, fully sampled, times `scale`.
+    target: float32 ``[S, h, w]`` magnitude reference times `scale`; ``(h, w)``
+      is the reconstruction size (``(H, W)`` for simulated data).
+    maps: complex64 ``[S, C, H, W]`` true coil sensitivities, or None (files).
+    scale: the factor applied to the raw k-space and target.
+    source: JSON-able record of where the volume came from and how it was
+      normalized (``dataset``, ``normalization``, and a file record or the
+      simulation arguments).
+  """
+
+  name: str
+  kspace: np.ndarray
+  target: np.ndarray
+  maps: np.ndarray | None
+  scale: float
+  source: dict
+
+  @property
+  def num_slices(self) -> int:
+    return int(self.kspace.shape[0])
+
+  @property
+  def data_range(self) -> float:
+    """Maximum of the whole target volume, fastMRI's SSIM/PSNR data range."""
+    return float(self.target.max())
+
+  def __repr__(self):
+    return (f"Volume({self.name!r}, kspace={self.kspace.shape}, "
+            f"target={self.target.shape}, maps={self.maps is not None}, "
+            f"scale={self.scale:.4g})")
+
+
+def center_columns(num_cols: int, center_fraction: float) -> slice:
+  """The fully sampled centre columns of every mask, as a slice of ``[0, W)``.
+
+  ``num_low = num_low_frequencies(num_cols, center_fraction)`` columns from
+  ``(num_cols - num_low + 1) // 2`` (fastMRI's centring, as documented in
+  `fdl.mri.masks.num_low_frequencies`).
+
+  >>> center_columns(20, 0.2)
+  slice(8, 12, None)
+  """
+  num_low = num_low_frequencies(num_cols, center_fraction)
+  start = (num_cols - num_low + 1) // 2
+  return slice(start, start + num_low)
+
+
+def rss_image(kspace: np.ndarray) -> np.ndarray:
+  """RSS of the coil images of host k-space, ``sqrt(sum_c |ifft2c(k_c)|^2)``.
+
+  Args:
+    kspace: complex ``[..., C, H, W]``, centred.
+
+  Returns:
+    float32 ``[..., H, W]``, computed with NumPy in float64.
+  """
+  k = np.asarray(kspace, np.complex128)
+  image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)),
+                                       axes=(-2, -1), norm="ortho"), axes=(-2, -1))
+  return np.sqrt(np.sum(np.abs(image) ** 2, axis=-3)).astype(np.float32)
+
+
+def center_rss_max(kspace: np.ndarray, center_fraction: float) -> float:
+  """Max over all slices of the RSS image of the centre columns of `kspace`.
+
+  Args:
+    kspace: complex ``[S, C, H, W]``.
+    center_fraction: as in `fdl.mri.masks`, in (0, 1).
+
+  Returns:
+    The maximum, a Python float (the normalization divides by it).
+  """
+  columns = center_columns(kspace.shape[-1], center_fraction)
+  centre = np.zeros(kspace.shape, np.complex64)
+  centre[..., columns] = kspace[..., columns]
+  return float(rss_image(centre).max())
+
+
+def espirit_calib_size(calib_size: int, kernel_size: int, image_shape: Sequence[int],
+                       center_fraction: float) -> int:
+  """The largest ESPIRiT calibration side <= `calib_size` inside the centre columns.
+
+  `fdl.mri.coils.estimate_maps` reads the square of side ``c`` at columns
+  ``[W // 2 - c // 2, W // 2 - c // 2 + c)``; for odd W and an even centre
+  block that window can stick out by one column, so ``c`` shrinks until the
+  window lies inside the fully sampled block (and inside H).
+
+  Args:
+    calib_size: the requested side.
+    kernel_size: ESPIRiT's kernel side.
+    image_shape: ``(H, W)``.
+    center_fraction: the masks' centre fraction, in (0, 1).
+
+  Returns:
+    The side ``c`` to pass to `estimate_maps`.
+
+  Raises:
+    ValueError: ``kernel_size`` does not fit (``1 <= kernel_size < c`` and
+      ``2 * kernel_size - 1 <= min(H, W)``), naming both sizes.
+
+  >>> espirit_calib_size(24, 2, (24, 21), 0.2)  # centre columns [9, 13)
+  3
+  """
+  height, width = (int(d) for d in image_shape)
+  center = center_columns(width, center_fraction)
+  size = min(int(calib_size), center.stop - center.start, height)
+  while size > 0 and not (center.start <= width // 2 - size // 2
+                          and width // 2 - size // 2 + size <= center.stop):
+    size -= 1
+  if not 1 <= kernel_size < size or 2 * kernel_size - 1 > min(height, width):
+    raise ValueError(
+        f"ESPIRiT needs 1 <= kernel_size < calibration size and 2 * kernel_size - 1 "
+        f"<= min(H, W); got kernel_size={kernel_size} with a calibration size of "
+        f"{size} (calib_size={calib_size}, {center.stop - center.start} centre "
+        f"columns): raise center_fraction or lower kernel_size")
+  return size
+
+
+def estimate_coil_maps(kspace: np.ndarray, center_fraction: float, *,
+                       calib_size: int = 24, kernel_size: int = 6) -> np.ndarray:
+  """ESPIRiT coil maps of every slice, from the centre columns of `kspace` only.
+
+  Every mask samples those columns, so the maps do not depend on the mask and
+  are the same at training and test time.
+
+  Args:
+    kspace: complex64 ``[S, C, H, W]`` (fully sampled or masked).
+    center_fraction: the masks' centre fraction, in (0, 1).
+    calib_size, kernel_size: as in `fdl.mri.coils.estimate_maps`; the
+      calibration side is reduced by `espirit_calib_size`.
+
+  Returns:
+    complex64 ``[S, C, H, W]`` maps.
+  """
+  num_slices, coils, height, width = kspace.shape
+  calib_size = espirit_calib_size(calib_size, kernel_size, (height, width),
+                                  center_fraction)
+  columns = center_columns(width, center_fraction)
+  centre = np.zeros_like(kspace)
+  centre[..., columns] = kspace[..., columns]
+  # The eigen-decomposition holds [chunk, H, W, C, C] complex64: chunks of
+  # slices keep it near 256 MB (one 320 x 320 15-coil slice is 184 MB).
+  chunk = min(num_slices, max(1, (1 << 28) // (height * width * coils * coils * 8)))
+  out = []
+  for start in range(0, num_slices, chunk):
+    part = centre[start:start + chunk]
+    real = len(part)
+    if real < chunk:  # one chunk shape, one compilation
+      part = np.concatenate([part, np.repeat(part[-1:], chunk - real, axis=0)])
+    maps = estimate_maps(part, calib_size=calib_size, kernel_size=kernel_size)
+    out.append(np.asarray(maps)[:real])
+  return np.concatenate(out)
+
+
+def normalize_volume(name: str, kspace: np.ndarray, target: np.ndarray,
+                     maps: np.ndarray | None, center_fraction: float,
+                     source: dict[str, Any]) -> Volume:
+  """Scales raw k-space and target by the centre-line rule (module docstring).
+
+  Raises:
+    ValueError: the centre columns hold no signal (max 0), so no scale exists.
+  """
+  peak = center_rss_max(kspace, center_fraction)
+  if not np.isfinite(peak) or peak <= 0:
+    raise ValueError(f"volume {name}: the RSS of its centre k-space columns is "
+                     f"{peak}; cannot normalize (empty or non-finite k-space?)")
+  scale = 1.0 / peak
+  record = dict(source)
+  record["normalization"] = {
+      "rule": NORMALIZATION, "center_fraction": float(center_fraction),
+      "center_columns": _slice_list(center_columns(kspace.shape[-1], center_fraction)),
+      "scale": scale}
+  return Volume(name=name,
+                kspace=(kspace * np.float32(scale)).astype(np.complex64),
+                target=(target * np.float32(scale)).astype(np.float32),
+                maps=None if maps is None else np.asarray(maps, np.complex64),
+                scale=scale, source=prov.to_jsonable(record))
+
+
+def load_volumes(dataset: str | os.PathLike, *, seed: int,
+                 num_volumes: int | None = None,
+                 slices_per_volume: int | None = None,
+                 shape: Sequence[int] = (128, 128), num_coils: int = 8,
+                 snr_db: float = 30.0, phantom: str = "random",
+                 center_fraction: float) -> list[Volume]:
+  """Loads and normalizes fully sampled volumes (see the module docstring).
+
+  Args:
+    dataset: ``"simulated"``, or a directory of fastMRI multi-coil ``.h5``
+      files (read in sorted order; single-coil files get one coil).
+    seed: simulated data: volume ``i`` is
+      ``simulate(fold_in(PRNGKey(seed), i), ...)``. Unused for files.
+    num_volumes: simulated: how many (required, >= 1); files: at most this
+      many readable files (None: all).
+    slices_per_volume: simulated: slices per volume (required, >= 1); files:
+      keep this many central slices (None: all).
+    shape, num_coils, snr_db, phantom: arguments of
+      `fdl.mri.simulate.simulate`; unused for files.
+    center_fraction: the masks' centre fraction, in (0, 1); defines the
+      centre columns the normalization uses.
+
+  Returns:
+    `Volume` s, named ``simulated_{i:04d}`` or by file stem. For files the
+    target is the file's ``reconstruction_rss`` (centre-cropped to the
+    header's reconstruction size), else the RSS of the fully sampled coil
+    images centre-cropped to it, and ``maps`` is None.
+
+  Raises:
+    ValueError: a bad argument (named), a directory without ``.h5`` files, or
+      one whose files are all unreadable (each file and its error listed).
+    FileNotFoundError: `dataset` is neither ``"simulated"`` nor a directory.
+  """
+  if isinstance(center_fraction, bool) or not 0 < center_fraction < 1:
+    raise ValueError(f"center_fraction must be in (0, 1); got {center_fraction!r}")
+  if num_volumes is not None and (int(num_volumes) != num_volumes or num_volumes < 1):
+    raise ValueError(f"num_volumes must be an integer >= 1 or None; got {num_volumes!r}")
+  if slices_per_volume is not None and (int(slices_per_volume) != slices_per_volume
+                                        or slices_per_volume < 1):
+    raise ValueError("slices_per_volume must be an integer >= 1 or None; got "
+                     f"{slices_per_volume!r}")
+  if os.fspath(dataset) == "simulated":
+    if num_volumes is None or slices_per_volume is None:
+      raise ValueError("dataset='simulated' needs num_volumes and slices_per_volume; "
+                       f"got {num_volumes!r} and {slices_per_volume!r}")
+    return _simulated_volumes(seed, int(num_volumes), int(slices_per_volume),
+                              shape, num_coils, snr_db, phantom, center_fraction)
+  return _file_volumes(pathlib.Path(dataset), num_volumes, slices_per_volume,
+                       center_fraction)
+
+
+def _simulated_volumes(seed, num_volumes, num_slices, shape, num_coils, snr_db,
+                       phantom, center_fraction) -> list[Volume]:
+  root = jax.random.PRNGKey(int(seed))
+  volumes = []
+  for i in range(num_volumes):
+    sim = simulate(jax.random.fold_in(root, i), num_slices=num_slices, shape=shape,
+                   num_coils=num_coils, snr_db=snr_db, phantom=phantom)
+    source = {"dataset": "simulated", "generator": "fdl.mri.simulate.simulate",
+              "key": f"fold_in(PRNGKey({int(seed)}), {i})", "num_slices": num_slices,
+              "shape": list(sim["kspace"].shape[-2:]), "num_coils": int(num_coils),
+              "snr_db": float(snr_db), "phantom": phantom,
+              "target": "RSS of the noiseless coil images"}
+    volumes.append(normalize_volume(f"simulated_{i:04d}", sim["kspace"], sim["target"],
+                                    sim["maps"], center_fraction, source))
+  return volumes
+
+
+def _file_volumes(directory: pathlib.Path, num_volumes, slices_per_volume,
+                  center_fraction) -> list[Volume]:
+  if not directory.is_dir():
+    raise FileNotFoundError(f"dataset must be 'simulated' or a directory of fastMRI "
+                            f".h5 files; {directory} is not a directory")
+  paths = sorted(directory.glob("*.h5"))
+  if not paths:
+    raise ValueError(f"dataset directory {directory} contains no .h5 files")
+  volumes, failures = [], []
+  for path in paths:
+    if num_volumes is not None and len(volumes) == num_volumes:
+      break
+    try:
+      raw = read_fastmri(path)
+    except (OSError, ValueError, KeyError) as e:
+      failures.append(f"{path}: {type(e).__name__}: {e}")
+      continue
+    volumes.append(_file_volume(directory, path, raw, slices_per_volume,
+                                center_fraction))
+  if not volumes:
+    raise ValueError(f"dataset directory {directory} has no readable fastMRI file; "
+                     "tried:\n  " + "\n  ".join(failures))
+  for failure in failures:
+    print(f"warning: load_volumes skipped an unreadable file: {failure}",
+          file=sys.stderr)
+  return volumes
+
+
+def _file_volume(directory, path, raw, slices_per_volume, center_fraction) -> Volume:
+  kspace = raw["kspace"]
+  recon_size = raw["attrs"]["recon_size"][:2]
+  if raw["target"] is not None:
+    target, how = raw["target"], "reconstruction_rss of the file"
+  else:
+    target, how = rss_image(kspace), "RSS of the fully sampled coil images"
+  target = _center_crop(target, recon_size)
+  if slices_per_volume is not None and slices_per_volume < len(kspace):
+    # Central slices: the edge slices of fastMRI volumes hold little anatomy.
+    start = (len(kspace) - slices_per_volume) // 2
+    kspace = kspace[start:start + slices_per_volume]
+    target = target[start:start + slices_per_volume]
+    slices = [start, start + slices_per_volume]
+  else:
+    slices = [0, len(kspace)]
+  source = {"dataset": os.fspath(directory.resolve()), "file": prov.file_record(path),
+            "slices": slices, "target": f"{how}, centre-cropped to {list(recon_size)}"}
+  return normalize_volume(path.stem, kspace, target, None, center_fraction, source)
+
+
+def _center_crop(x: np.ndarray, size: Sequence[int]) -> np.ndarray:
+  # fastMRI's rule, as fdl.mri.metrics.center_crop, in NumPy (host data).
+  h, w = (int(s) for s in size)
+  big_h, big_w = x.shape[-2:]
+  h, w = min(h, big_h), min(w, big_w)
+  top, left = (big_h - h) // 2, (big_w - w) // 2
+  return np.ascontiguousarray(x[..., top:top + h, left:left + w])
+
+
+def _slice_list(s: slice) -> list[int]:
+  return [s.start, s.stop]
