@@ -9,7 +9,7 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from fdl import train
-from tests.mri_reference import crandn, np_ifft2c
+from mri_reference import crandn, np_ifft2c
 
 
 class _ScaledRss(nn.Module):

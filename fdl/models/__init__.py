@@ -1,16 +1,23 @@
 """Neural network models as flax.linen modules (NHWC images, float32 params, float32 outputs).
 
-Every model is called as ``model.apply(variables, x, train=...)``; see :mod:`fdl.models.registry`
+Every image model is called as ``model.apply(variables, x, train=...)``; the MRI
+reconstruction models (`ReconUNet`, `MoDL`, `VarNet`) as ``model.apply(variables, kspace,
+mask, maps, train=...)`` (see :mod:`fdl.models.reconstruct`). See :mod:`fdl.models.registry`
 to build one from a config name.
 """
 
 from fdl.models.activations import KNOWN_ACTIVATIONS, Activation
 from fdl.models.cnn import CNN
 from fdl.models.mlp import MLP
+from fdl.models.modl import MoDL, ResidualDenoiser
+from fdl.models.norm_unet import NormUNet, channels_to_complex, complex_to_channels
+from fdl.models.recon_unet import ReconUNet
+from fdl.models.reconstruct import check_recon_inputs, reconstruct
 from fdl.models.registry import MODELS, create_model
 from fdl.models.resnet import ResNet, resnet18, resnet34, resnet50
 from fdl.models.resnet9 import ResNet9
 from fdl.models.unet import UNet
+from fdl.models.varnet import SensitivityModel, VarNet, VarNetCascade, acs_mask
 
 __all__ = [
     'Activation',
@@ -18,10 +25,22 @@ __all__ = [
     'KNOWN_ACTIVATIONS',
     'MLP',
     'MODELS',
+    'MoDL',
+    'NormUNet',
+    'ReconUNet',
     'ResNet',
     'ResNet9',
+    'ResidualDenoiser',
+    'SensitivityModel',
     'UNet',
+    'VarNet',
+    'VarNetCascade',
+    'acs_mask',
+    'channels_to_complex',
+    'check_recon_inputs',
+    'complex_to_channels',
     'create_model',
+    'reconstruct',
     'resnet18',
     'resnet34',
     'resnet50',

@@ -13,9 +13,12 @@ import flax.linen as nn
 from fdl.models import _checks
 from fdl.models.cnn import CNN
 from fdl.models.mlp import MLP
+from fdl.models.modl import MoDL
+from fdl.models.recon_unet import ReconUNet
 from fdl.models.resnet import resnet18, resnet34, resnet50
 from fdl.models.resnet9 import ResNet9
 from fdl.models.unet import UNet
+from fdl.models.varnet import VarNet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'mlp': MLP,
@@ -25,6 +28,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'resnet34': resnet34,
     'resnet50': resnet50,
     'unet': UNet,
+    # MRI reconstruction: model.apply(variables, kspace, mask, maps, train=...).
+    'recon_unet': ReconUNet,
+    'modl': MoDL,
+    'varnet': VarNet,
 }
 
 

@@ -41,8 +41,13 @@ def check_kspace(kspace) -> None:
     hint = " (add a batch axis: kspace[None])" if len(shape) == 3 else ""
     raise ValueError(f"kspace must be complex64 [batch, coils, H, W]{hint}; "
                      f"got {dtype} {shape}")
-  if not _is_traced(kspace) and not bool(jnp.all(jnp.isfinite(kspace))):
-    raise ValueError("kspace contains NaN or Inf values")
+  if not _is_traced(kspace):
+    # A concrete array closed over by a jitted function would otherwise be
+    # staged into the trace, and bool() of a tracer fails.
+    with jax.ensure_compile_time_eval():
+      finite = bool(jnp.all(jnp.isfinite(kspace)))
+    if not finite:
+      raise ValueError("kspace contains NaN or Inf values")
 
 
 def _check_complex(name: str, x, rank: int, layout: str):

@@ -48,7 +48,7 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.num_coils = 4
   config.val_volumes = 1
   config.test_volumes = 1
-  config.center_fraction = 0.25
+  config.center_fraction = 0.2  # 7 of 36 columns; at 4x cf * R must stay < 1
   config.maps = "true" if config.dataset == "simulated" else config.maps
   config.unet = ml_collections.ConfigDict(dict(
       base_channels=4, num_pools=2, dropout=0.0, input_mode="complex"))
@@ -114,8 +114,8 @@ def example_inputs(pipeline: data.ReconPipeline) -> tuple[jax.ShapeDtypeStruct, 
           jax.ShapeDtypeStruct(coils, jnp.complex64))
 
 
-def _create_state(config, model, pipeline, mesh) -> TrainState:
-  steps_per_epoch = pipeline.steps_per_epoch
+def _create_state(config, model, steps_per_epoch: int, specs, mesh=None):
+  """The run's optimizer and a fresh state; `load_trained` rebuilds it the same way."""
   schedule = make_schedule(
       config.schedule, learning_rate=config.learning_rate,
       total_steps=config.num_epochs * steps_per_epoch,
@@ -123,8 +123,8 @@ def _create_state(config, model, pipeline, mesh) -> TrainState:
   tx = make_optimizer(
       config.optimizer, schedule, weight_decay=config.weight_decay,
       grad_clip_norm=config.grad_clip_norm if config.grad_clip_norm > 0 else None)
-  state = create_train_state(model, tx, example_inputs=example_inputs(pipeline),
-                             seed=config.seed, mesh=mesh)
+  state = create_train_state(model, tx, example_inputs=specs, seed=config.seed,
+                             mesh=mesh)
   return state, schedule
 
 
@@ -231,7 +231,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   mesh = mesh_lib.make_mesh()
   pipeline = make_pipeline(config)
   model = create_model(config)
-  state, schedule = _create_state(config, model, pipeline, mesh)
+  state, schedule = _create_state(config, model, pipeline.steps_per_epoch,
+                                  example_inputs(pipeline), mesh)
   loss = reconstruction_loss(config.loss, ssim_weight=config.ssim_weight)
   train_step = make_train_step(loss, mesh=mesh, learning_rate=schedule,
                                input_key=INPUT_KEYS)
@@ -271,6 +272,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "stopped_early": result.stopped_early,
       "train_loss": result.history[-1]["train/loss"],
       "num_params": num_params(result.state.params),
+      # One example's input shapes, for `load_trained`.
+      "input_shapes": {k: list(v.shape[1:]) for k, v in
+                       zip(INPUT_KEYS, example_inputs(pipeline))},
+      "steps_per_epoch": pipeline.steps_per_epoch,
       "examples_per_sec": statistics.median(rates) if rates else None,
       "train_seconds_this_run": train_seconds,
       "num_devices": jax.device_count(),
@@ -316,17 +321,10 @@ def load_trained(workdir: str) -> tuple[Any, dict, ml_collections.ConfigDict]:
   with open(paths["summary.json"], encoding="utf-8") as f:
     summary = json.load(f)
   model = create_model(config)
-  height, width = tuple(config.shape)
-  mask_shape = ((1, 1, height, width) if config.mask == "poisson"
-                else (1, 1, 1, width))
-  coils = (1, summary["data"]["num_coils"], height, width)
-  specs = (jax.ShapeDtypeStruct(coils, jnp.complex64),
-           jax.ShapeDtypeStruct(mask_shape, jnp.float32),
-           jax.ShapeDtypeStruct(coils, jnp.complex64))
-  like = create_train_state(model, make_optimizer(
-      config.optimizer, config.learning_rate, weight_decay=config.weight_decay,
-      grad_clip_norm=config.grad_clip_norm if config.grad_clip_norm > 0 else None),
-                            example_inputs=specs, seed=config.seed)
+  shapes = summary["input_shapes"]
+  specs = tuple(jax.ShapeDtypeStruct((1, *shapes[k]), dtype) for k, dtype in
+                zip(INPUT_KEYS, (jnp.complex64, jnp.float32, jnp.complex64)))
+  like, _ = _create_state(config, model, summary["steps_per_epoch"], specs)
   checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"))
   state, _ = checkpointer.restore(like, step=summary["evaluated_checkpoint_step"])
   checkpointer.close()
