@@ -141,3 +141,22 @@ def test_dataset_directory_without_readable_files(tmp_path):
   with pytest.raises((ValueError, FileNotFoundError), match="broken.h5"):
     reconstruction.train_and_evaluate(_config(dataset=str(tmp_path)),
                                       str(tmp_path / "run"))
+
+
+def test_two_devices_train_the_same_model_as_one(modl_run, tmp_path):
+  """The global batch is split over 2 host devices; the result must not change."""
+  summary, _, _ = modl_run
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  out = subprocess.run(
+      [PYTHON, os.path.join(REPO_DIR, "experiments", "mri_recon.py"),
+       f"--config={CONFIG}:smoke", "--config.model=modl", f"--workdir={tmp_path}"],
+      capture_output=True, text=True, cwd=REPO_DIR, timeout=600, check=False, env=env)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "devices: 2" in out.stdout
+  with open(tmp_path / "summary.json", encoding="utf-8") as f:
+    two = json.load(f)
+  assert two["num_devices"] == 2 and summary["num_devices"] == 1
+  for score in ("nmse", "psnr", "ssim"):
+    np.testing.assert_allclose(two["test"]["model"][score],
+                               summary["test"]["model"][score], rtol=1e-4)
+  np.testing.assert_allclose(two["train_loss"], summary["train_loss"], rtol=1e-4)

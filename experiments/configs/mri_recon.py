@@ -22,9 +22,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Data: "simulated" (random ellipse phantoms, Biot-Savart loop coils) or a
   # directory of fastMRI multi-coil .h5 files. Split by volume.
   config.dataset = "simulated"
-  config.num_volumes = 24  # simulated volumes (or a cap on the files read)
-  config.slices_per_volume = 8  # simulated only
-  config.shape = (128, 128)  # simulated only: (H, W)
+  config.num_volumes = 20  # simulated volumes (or a cap on the files read)
+  config.slices_per_volume = 6  # simulated only
+  config.shape = (96, 96)  # simulated only: (H, W)
   config.num_coils = 8  # simulated only
   config.snr_db = 30.0  # simulated only: per-coil k-space SNR
   config.phantom = "random"  # simulated only: 'random' or 'shepp_logan'
@@ -35,13 +35,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # per slice (from its id) for validation and test.
   config.mask = "equispaced"  # 'random', 'equispaced' or 'poisson'
   config.acceleration = 4.0
-  config.center_fraction = 0.08
+  config.center_fraction = 0.12  # 12 of 96 lines; use 0.1 at 8x (cf * R < 1)
 
   # Coil maps for MoDL, the complex-input U-Net and CG-SENSE / CS: 'estimate'
   # (ESPIRiT on the centre lines) or 'true' (simulated data only).
   config.maps = "estimate"
-  config.calib_size = 24
-  config.kernel_size = 6
+  config.calib_size = 12  # at most the centre lines
+  config.kernel_size = 5
 
   # Model: one of MODELS, with its settings below.
   config.model = "modl"
@@ -57,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.ssim_weight = 0.84
 
   # Optimization.
-  config.num_epochs = 10
+  config.num_epochs = 8
   config.batch_size = 2
   config.optimizer = "adam"
   config.learning_rate = 1e-3
@@ -82,13 +82,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg == "demo":
     # `make demo`: a small MoDL, 4x, a few minutes on two CPU cores.
     config.num_volumes = 14
-    config.slices_per_volume = 6
-    config.shape = (96, 96)
     config.test_volumes = 3
     config.val_volumes = 1
-    config.center_fraction = 0.12
-    config.calib_size = 16
-    config.kernel_size = 5
     config.modl = ml_collections.ConfigDict(dict(
         num_iters=4, cg_iters=4, depth=4, width=32, lam_init=0.05))
     config.num_epochs = 6

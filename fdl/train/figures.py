@@ -129,6 +129,7 @@ def plot_reconstruction_grid(path: str, reference: np.ndarray,
     ax.set_yticks([])
   if title:
     fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
+  # Leave the top strip to the title instead of letting it cover the first row.
+  fig.tight_layout(rect=(0, 0, 1, 0.97 if title else 1))
   fig.savefig(path, dpi=100)
   plt.close(fig)
