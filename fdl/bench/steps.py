@@ -121,8 +121,10 @@ class _FdlRunner:
     self.loss = None
 
   def step(self):
-    self.state, metrics = self.compiled(self.state, self.batch)
-    jax.block_until_ready((self.state, metrics))
+    # Nothing may cross between host and device inside the timed step.
+    with jax.transfer_guard("disallow"):
+      self.state, metrics = self.compiled(self.state, self.batch)
+      jax.block_until_ready((self.state, metrics))
     self.loss = metrics["loss"]
 
 
