@@ -84,7 +84,7 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> dict:
   result = {"size": size, "jax_flops": flops / statistics.median(times)}
   torch = _torch()
   if torch is not None:
-    ta, tb = torch.from_numpy(np.asarray(a)), torch.from_numpy(np.asarray(b))
+    ta, tb = torch.from_numpy(np.array(a)), torch.from_numpy(np.array(b))
     torch.matmul(ta, tb)
     times = []
     for _ in range(repeats):

@@ -592,6 +592,10 @@ def build_step(spec: dict, batch: dict[str, np.ndarray], *, compile: bool = Fals
   inputs, target = _torch_batch(spec, batch, source, device)
   # The shapes are fixed: dynamic=False also avoids Inductor's symbolic-shape errors on
   # fastMRI's models (torch 2.13, CPU).
+  if compile:
+    # Each block class is compiled once per input shape; the U-Nets have more shapes
+    # than dynamo's default limit of 8, past which it silently falls back to eager.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)  # pylint: disable=protected-access
   forward = torch.compile(model, dynamic=False) if compile else model
   optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
   loss_of = F.cross_entropy if spec["kind"] == "classification" else F.l1_loss
