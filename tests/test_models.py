@@ -526,3 +526,20 @@ def test_resnet9_shapes_on_odd_sizes_and_bad_input():
     abstract_init(model, (1, 7, 16, 3))
   with pytest.raises(ValueError, match=re.escape('width must be a positive int; got 0')):
     create_model('resnet9', width=0)
+
+
+def test_unet_upsampling_equals_flax_conv_transpose_on_odd_sizes():
+  """The U-Net's matmul form of the 2x2 stride-2 transposed conv is the same function
+  and draws the same initial kernel as nn.ConvTranspose."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from fdl.models import unet  # pylint: disable=g-import-not-at-top
+  x = jax.random.normal(jax.random.key(1), (2, 5, 7, 6))
+  reference = nn.ConvTranspose(4, (2, 2), strides=(2, 2), padding='VALID', use_bias=False,
+                               kernel_init=unet._transpose_init)  # pylint: disable=protected-access
+  upsample = unet._Upsample2x2(4, jnp.float32)  # pylint: disable=protected-access
+  variables = reference.init(jax.random.key(0), x)
+  np.testing.assert_array_equal(upsample.init(jax.random.key(0), x)['params']['kernel'],
+                                variables['params']['kernel'])
+  expected = reference.apply(variables, x)
+  assert expected.shape == (2, 10, 14, 4)
+  np.testing.assert_allclose(upsample.apply(variables, x), expected, rtol=1e-6, atol=1e-6)

@@ -52,10 +52,37 @@ class _TransposeConvBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    x = nn.ConvTranspose(self.features, (2, 2), strides=(2, 2), padding='VALID',
-                         use_bias=False, kernel_init=_transpose_init, dtype=self.dtype,
-                         param_dtype=jnp.float32)(x)
+    # The name keeps the parameter tree of nn.ConvTranspose (checkpoints, torch loaders).
+    x = _Upsample2x2(self.features, self.dtype, name='ConvTranspose_0')(x)
     return nn.leaky_relu(_instance_norm(self.dtype)(x), 0.2)
+
+
+class _Upsample2x2(nn.Module):
+  """``nn.ConvTranspose(features, (2, 2), strides=(2, 2), padding='VALID', use_bias=False)``.
+
+  The same function and parameter (``kernel [2, 2, in, features]``), computed as one
+  matmul: stride-2 windows of a 2x2 kernel do not overlap, so input pixel ``(i, j)``
+  alone writes output block ``(2i + u, 2j + v)``:
+
+    y[b, 2i + u, 2j + v, o] = sum_c x[b, i, j, c] K[1 - u, 1 - v, c, o]
+
+  (``lax.conv_transpose`` without ``transpose_kernel`` correlates the zero-dilated
+  input with ``K``, hence the flip). XLA's CPU backend lowers the dilated convolution
+  to a convolution over the zero-interleaved input, 6x slower than this matmul at the
+  fastMRI U-Net's sizes (benchmarks/NOTES.md).
+  """
+
+  features: int
+  dtype: Dtype
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', _transpose_init, (2, 2, x.shape[-1], self.features),
+                        jnp.float32)
+    batch, height, width, _ = x.shape
+    y = jnp.einsum('bhwc,uvco->bhuwvo', x.astype(self.dtype),
+                   kernel[::-1, ::-1].astype(self.dtype))
+    return y.reshape(batch, 2 * height, 2 * width, self.features)
 
 
 def _instance_norm(dtype):
