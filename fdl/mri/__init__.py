@@ -7,6 +7,7 @@ masks real and broadcastable to k-space. Nothing here imports `fdl.models` or
 """
 
 from fdl.mri.cg import cg
+from fdl.mri.data_audit import audit
 from fdl.mri.coil_models import loop_coil_maps
 from fdl.mri.coils import estimate_maps, rss
 from fdl.mri.fft import fft2c, ifft2c
@@ -22,7 +23,7 @@ from fdl.mri.simulate import simulate, simulate_to_fastmri
 from fdl.mri.wavelets import haar_forward, haar_inverse
 
 __all__ = [
-    "SliceDataset", "center_crop", "cg", "cg_sense", "check_kspace", "check_mask", "check_sense_args",
+    "SliceDataset", "audit", "center_crop", "cg", "cg_sense", "check_kspace", "check_mask", "check_sense_args",
     "cs_wavelet", "equispaced_mask", "estimate_maps", "haar_forward",
     "haar_inverse", "lipschitz_bound", "rss", "zero_filled",
     "fft2c", "ifft2c", "image_grid", "loop_coil_maps", "mask_for_kspace", "nmse",
