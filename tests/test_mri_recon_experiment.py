@@ -79,6 +79,8 @@ def test_provenance_records_split_by_volume_and_normalization(modl_run):
   prov = summary["data"]
   text = json.dumps(prov)
   assert "normalization" in text or "normalisation" in text
+  # Raw simulated k-space: the data audit flags nothing and the summary says so.
+  assert prov["audit"]["flagged"] == {} and summary["data_warnings"] == []
   names = [set(v) for v in prov["volumes"].values()]
   assert sum(len(n) for n in names) == len(set().union(*names)) == 4
 

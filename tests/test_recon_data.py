@@ -294,6 +294,25 @@ def test_provenance_is_json_and_hashes_the_split_kspace(volumes):
   assert record["mask"]["type"] == "random" and record["maps"]["method"] == "true"
 
 
+def test_provenance_audits_the_volumes_and_names_the_processed_ones(volumes):
+  from fdl.train import reconstruction  # pylint: disable=g-import-not-at-top
+  raw = make_pipeline(volumes)
+  assert raw.provenance["audit"]["flagged"] == {} and raw.provenance["audit"]["flags"] == []
+  assert reconstruction.audit_warnings(raw) == []
+  # One volume with its outer 2 + 2 columns zeroed: k-space zero-padded from 16 to 20.
+  kspace = volumes[2].kspace.copy()
+  kspace[..., :2] = 0
+  kspace[..., -2:] = 0
+  padded = list(volumes)
+  padded[2] = dataclasses.replace(volumes[2], kspace=kspace)
+  pipeline = make_pipeline(padded)
+  audit = json.loads(json.dumps(pipeline.provenance))["audit"]
+  assert audit["flagged"] == {volumes[2].name: ["zero_padded"]}
+  assert audit["zero_pad_factor"] == {volumes[2].name: pytest.approx(20 / 16)}
+  (warning,) = reconstruction.audit_warnings(pipeline)
+  assert "1 of 5 volumes" in warning and volumes[2].name in warning
+
+
 # --- coil maps ------------------------------------------------------------------------
 
 

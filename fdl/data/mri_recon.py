@@ -42,6 +42,7 @@ from fdl.data import provenance as prov
 from fdl.data.mri_volumes import (NORMALIZATION, Volume, center_columns,
                                   espirit_calib_size, estimate_coil_maps)
 from fdl.data.pipeline import Batches
+from fdl.mri import data_audit
 from fdl.mri.masks import equispaced_mask, num_low_frequencies, poisson_mask, random_mask
 
 LINE_MASKS = {"random": random_mask, "equispaced": equispaced_mask}
@@ -347,6 +348,7 @@ class ReconPipeline:
                      "shuffle": "permutation(fold_in(fold_in(PRNGKey(seed), 0), epoch))",
                      "val_padding": "last batch padded with copies of its last slice, "
                                     "weight 0"},
+        "audit": _audit(splits),
         "kspace_sha256": {name: prov.sha256_arrays(*[v.kspace for v in vols])
                           for name, vols in splits.items()},
         "sources": {v.name: v.source for vols in splits.values() for v in vols},
@@ -360,6 +362,21 @@ class ReconPipeline:
 
 
 # --- helpers ----------------------------------------------------------------------
+
+
+def _audit(splits) -> dict:
+  """`fdl.mri.audit` of every volume's fully sampled k-space: the flagged ones."""
+  flagged, factors = {}, {}
+  for vols in splits.values():
+    for v in vols:
+      result = data_audit.audit(v.kspace)
+      if result["flags"]:
+        flagged[v.name] = result["flags"]
+        if result["zero_padded"]:
+          factors[v.name] = result["zero_pad_factor"]
+  return {"method": "fdl.mri.audit of each volume's fully sampled k-space",
+          "flagged": flagged, "zero_pad_factor": factors,
+          "flags": sorted({f for flags in flagged.values() for f in flags})}
 
 
 def _check_arguments(volumes, val_volumes, test_volumes, mask_type, acceleration,

@@ -105,6 +105,18 @@ def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
       process_count=jax.process_count())
 
 
+def audit_warnings(pipeline: data.ReconPipeline) -> list[str]:
+  """Warnings for volumes whose k-space carries marks of processing (`fdl.mri.audit`)."""
+  audit = pipeline.provenance["audit"]
+  if not audit["flagged"]:
+    return []
+  total = sum(len(v) for v in pipeline.provenance["volumes"].values())
+  return [f"data audit: {len(audit['flagged'])} of {total} volumes carry marks of "
+          f"processing ({', '.join(audit['flags'])}: "
+          f"{', '.join(sorted(audit['flagged']))}); scores on such data overstate what "
+          "raw k-space would give (Shimron et al., PNAS 2022)"]
+
+
 def example_inputs(pipeline: data.ReconPipeline) -> tuple[jax.ShapeDtypeStruct, ...]:
   """Shapes and dtypes of one example's ``(kspace, mask, maps)``, batch 1."""
   height, width = pipeline.image_shape
@@ -230,6 +242,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   write_json(os.path.join(workdir, "config.json"), config.to_dict())
   mesh = mesh_lib.make_mesh()
   pipeline = make_pipeline(config)
+  data_warnings = audit_warnings(pipeline)
+  for warning in data_warnings:
+    if is_writer():
+      print(f"warning: {warning}", flush=True)
   model = create_model(config)
   state, schedule = _create_state(config, model, pipeline.steps_per_epoch,
                                   example_inputs(pipeline), mesh)
@@ -281,6 +297,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "num_devices": jax.device_count(),
       "num_processes": jax.process_count(),
       "data": provenance,
+      "data_warnings": data_warnings,
   }
   if is_writer():
     figures.plot_learning_curves(result.history,
