@@ -83,6 +83,13 @@ def test_fastmri_directory_matches_simulation_and_skips_a_corrupt_file(tmp_path,
     np.testing.assert_allclose(f.target, mri_io.read_fastmri(path)["target"] * f.scale,
                                rtol=1e-6)
     assert f.source["file"]["path"] == str(path)
+    # The data-crime record: a file cannot vouch for its k-space; a simulation can.
+    assert f.source["kspace_origin"]["kind"] == "as stored in the file"
+    assert f.source["kspace_origin"]["from_processed_images"] is None
+    assert "SIMULATED" in str(f.source["kspace_origin"]["acquisition"])
+    assert s.source["kspace_origin"] == {
+        "kind": "simulated", "from_processed_images": False,
+        "how": s.source["kspace_origin"]["how"]}
   capped = data.load_volumes(tmp_path, seed=0, num_volumes=1, slices_per_volume=1,
                              center_fraction=CENTER_FRACTION)
   assert len(capped) == 1 and capped[0].kspace.shape[0] == 1

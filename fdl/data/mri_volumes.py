@@ -287,7 +287,11 @@ def _simulated_volumes(seed, num_volumes, num_slices, shape, num_coils, snr_db,
               "key": f"fold_in(PRNGKey({int(seed)}), {i})", "num_slices": num_slices,
               "shape": list(sim["kspace"].shape[-2:]), "num_coils": int(num_coils),
               "snr_db": float(snr_db), "phantom": phantom,
-              "target": "RSS of the noiseless coil images"}
+              "target": "RSS of the noiseless coil images",
+              # Data-crime record (Shimron et al. 2022): how the k-space came to be.
+              "kspace_origin": {"kind": "simulated", "from_processed_images": False,
+                                "how": "forward model (complex phantom x coil maps, "
+                                       "FFT) plus complex Gaussian noise"}}
     volumes.append(normalize_volume(f"simulated_{i:04d}", sim["kspace"], sim["target"],
                                     sim["maps"], center_fraction, source))
   return volumes
@@ -338,7 +342,11 @@ def _file_volume(directory, path, raw, slices_per_volume, center_fraction) -> Vo
   else:
     slices = [0, len(kspace)]
   source = {"dataset": os.fspath(directory.resolve()), "file": prov.file_record(path),
-            "slices": slices, "target": f"{how}, centre-cropped to {list(recon_size)}"}
+            "slices": slices, "target": f"{how}, centre-cropped to {list(recon_size)}",
+            # A file does not say whether its k-space was acquired or synthesized from
+            # processed images; `fdl.mri.audit` (in the pipeline's provenance) checks.
+            "kspace_origin": {"kind": "as stored in the file", "from_processed_images": None,
+                              "acquisition": raw["attrs"].get("acquisition")}}
   return normalize_volume(path.stem, kspace, target, None, center_fraction, source)
 
 
