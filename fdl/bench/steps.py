@@ -14,10 +14,13 @@ The machine's matmul peak is measured in the same run (`matmul_peak`).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Callable, Sequence
 
@@ -25,7 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fdl import data
 from fdl.bench import fdl_workloads, specs as specs_lib
+from fdl.benchmarking import time_calls
+from fdl.mri import recon
+from fdl.train import mesh as mesh_lib
 
 FRAMEWORKS = ("fdl", "torch-eager", "torch-compile")
 RECORD_FIELDS = ("workload", "framework", "step_time_s", "examples_per_sec",
@@ -111,7 +118,6 @@ class _FdlRunner:
     self.state = fdl_workloads.create_state(spec, mesh=mesh)
     step = fdl_workloads.build_step(spec, mesh=mesh)
     self.num_params = fdl_workloads.num_params(spec)
-    from fdl.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
     mesh = mesh or mesh_lib.make_mesh()
     self.batch = mesh_lib.shard_batch(batch, mesh)
     start = time.perf_counter()
@@ -256,7 +262,6 @@ def benchmark_workload(name: str, *, steps: int, peak_flops: float,
 
 def fdl_inference_time(spec: dict, runner: _FdlRunner, repeats: int) -> float:
   """Median time per slice of the jitted forward pass (eval mode) of a trained state."""
-  from fdl.benchmarking import time_calls  # pylint: disable=g-import-not-at-top
   keys = fdl_workloads.input_keys(spec)
   apply = jax.jit(lambda variables, *inputs: runner.state.apply_fn(
       variables, *inputs, train=False))
@@ -268,8 +273,6 @@ def fdl_inference_time(spec: dict, runner: _FdlRunner, repeats: int) -> float:
 
 def cg_sense_time(*, tiny: bool = False, iters: int = 10, repeats: int = 5) -> dict:
   """Time per slice of fdl's CG-SENSE on the MRI workloads' slice (8 coils, 256x256, 4x)."""
-  from fdl.benchmarking import time_calls  # pylint: disable=g-import-not-at-top
-  from fdl.mri import recon  # pylint: disable=g-import-not-at-top
   spec = specs_lib.get_spec("modl", tiny=tiny)
   batch = fdl_workloads.make_batch(spec)
   kspace, maps, mask = (jnp.asarray(batch[k]) for k in ("kspace", "maps", "mask"))
@@ -286,7 +289,6 @@ def input_pipeline_rate(*, batch_size: int = 128, epochs: int = 3) -> dict:
   Runs on the synthetic 32x32x3 source (no download), in this process
   (``num_workers=0``), so the number is one CPU core's rate.
   """
-  from fdl import data  # pylint: disable=g-import-not-at-top
   source = data.load_source("synthetic", seed=0)
   splits = data.make_splits(source, seed=0)
   pipeline = data.ClassificationPipeline(
@@ -327,9 +329,8 @@ def format_table(records: Sequence[dict]) -> str:
 
 def _scaling_child(name: str, steps: int, tiny: bool) -> dict:
   """Runs in a subprocess with forced host devices: fdl's step over all its devices."""
-  from fdl.train import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
   spec = specs_lib.get_spec(name, tiny=tiny)
-  runner = _FdlRunner(spec, fdl_workloads.make_batch(spec), mesh=mesh_lib.make_mesh())
+  runner = _FdlRunner(spec, fdl_workloads.make_batch(spec))  # all devices
   runner.step()  # warm-up
   times = [_timed(runner.step) for _ in range(steps)]
   params = mesh_lib.to_host(runner.state.params)
@@ -350,9 +351,6 @@ def device_scaling(name: str, device_counts: Sequence[int], *, steps: int,
   ``final_loss`` and ``param_sq_norm`` after the same steps must agree across
   device counts. On GPUs or TPUs, run the benchmark itself on the real devices.
   """
-  import json  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
   records = []
   for count in device_counts:
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}",
