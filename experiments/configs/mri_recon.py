@@ -30,6 +30,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.phantom = "random"  # simulated only: 'random' or 'shepp_logan'
   config.val_volumes = 2
   config.test_volumes = 4
+  # Processing of the simulated data before it is used as "raw" k-space, to
+  # commit a data crime on purpose (experiments/data_crimes.py): zero-padding
+  # factor (1: none) or JPEG quality of the magnitude images k-space is
+  # synthesized from (0: none). Simulated data only.
+  config.zero_pad_factor = 1.0
+  config.jpeg_quality = 0
 
   # Sampling: a fresh mask per example and epoch in training, one fixed mask
   # per slice (from its id) for validation and test.

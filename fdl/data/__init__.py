@@ -4,7 +4,7 @@ from fdl.data.augment import (AugmentConfig, affine_resample, augment_image,
                               crop_padded, cutout, horizontal_flip)
 from fdl.data.batching import epoch_batches, split_indices
 from fdl.data.mri_recon import ReconPipeline
-from fdl.data.mri_volumes import Volume, load_volumes
+from fdl.data.mri_volumes import Volume, load_volumes, process_simulation
 from fdl.data.pipeline import (Batches, ClassificationPipeline,
                                sealed_test_batches, test_batches)
 from fdl.data.sources import SOURCES, Source, load_source, read_npz
@@ -16,7 +16,7 @@ from fdl.data.toy import TOY_DATASETS, make_toy_dataset, two_moons, xor
 
 __all__ = ["TOY_DATASETS", "epoch_batches", "make_toy_dataset", "split_indices",
            "two_moons", "xor",
-           "ReconPipeline", "Volume", "load_volumes",
+           "ReconPipeline", "Volume", "load_volumes", "process_simulation",
            "AugmentConfig", "Batches", "ClassificationPipeline", "NormStats",
            "SOURCES", "SealedTestSplit", "Source", "SplitPlan", "Splits",
            "affine_resample", "augment_image", "compute_norm_stats",

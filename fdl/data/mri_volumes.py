@@ -24,7 +24,7 @@ import dataclasses
 import os
 import pathlib
 import sys
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -32,6 +32,7 @@ import numpy as np
 from fdl.data import provenance as prov
 from fdl.mri.coils import estimate_maps
 from fdl.mri.io import read_fastmri
+from fdl.mri import processing as mri_processing
 from fdl.mri.masks import num_low_frequencies
 from fdl.mri.simulate import simulate
 
@@ -230,7 +231,8 @@ def load_volumes(dataset: str | os.PathLike, *, seed: int,
                  slices_per_volume: int | None = None,
                  shape: Sequence[int] = (128, 128), num_coils: int = 8,
                  snr_db: float = 30.0, phantom: str = "random",
-                 center_fraction: float) -> list[Volume]:
+                 center_fraction: float,
+                 processing: Mapping[str, Any] | None = None) -> list[Volume]:
   """Loads and normalizes fully sampled volumes (see the module docstring).
 
   Args:
@@ -246,6 +248,9 @@ def load_volumes(dataset: str | os.PathLike, *, seed: int,
       `fdl.mri.simulate.simulate`; unused for files.
     center_fraction: the masks' centre fraction, in (0, 1); defines the
       centre columns the normalization uses.
+    processing: simulated data only: commit a data crime on purpose (see
+      `process_simulation`): ``{"zero_pad_factor": f}`` (f >= 1; 1: none) or
+      ``{"jpeg_quality": q}`` (1-100; 0: none). None or both off: raw k-space.
 
   Returns:
     `Volume` s, named ``simulated_{i:04d}`` or by file stem. For files the
@@ -271,28 +276,114 @@ def load_volumes(dataset: str | os.PathLike, *, seed: int,
       raise ValueError("dataset='simulated' needs num_volumes and slices_per_volume; "
                        f"got {num_volumes!r} and {slices_per_volume!r}")
     return _simulated_volumes(seed, int(num_volumes), int(slices_per_volume),
-                              shape, num_coils, snr_db, phantom, center_fraction)
+                              shape, num_coils, snr_db, phantom, center_fraction,
+                              check_processing(processing))
+  if check_processing(processing):
+    raise ValueError(f"processing={dict(processing)!r} applies to dataset='simulated' "
+                     f"only; got dataset={os.fspath(dataset)!r}")
   return _file_volumes(pathlib.Path(dataset), num_volumes, slices_per_volume,
                        center_fraction)
 
 
+def check_processing(processing: Mapping[str, Any] | None) -> dict[str, Any]:
+  """The active settings of a `load_volumes` ``processing`` dict ({} when none).
+
+  Raises:
+    ValueError: an unknown key, a value out of range, or both processings on.
+  """
+  if not processing:
+    return {}
+  unknown = set(processing) - {"zero_pad_factor", "jpeg_quality"}
+  if unknown:
+    raise ValueError(f"processing keys must be 'zero_pad_factor' and/or 'jpeg_quality'; "
+                     f"got {sorted(unknown)}")
+  active = {}
+  factor = processing.get("zero_pad_factor", 1.0)
+  if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor >= 1:
+    raise ValueError(f"processing['zero_pad_factor'] must be a number >= 1 (1: none); "
+                     f"got {factor!r}")
+  if factor > 1:
+    active["zero_pad_factor"] = float(factor)
+  quality = processing.get("jpeg_quality", 0)
+  if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 100:
+    raise ValueError(f"processing['jpeg_quality'] must be an int in [0, 100] (0: none); "
+                     f"got {quality!r}")
+  if quality:
+    active["jpeg_quality"] = int(quality)
+  if len(active) > 1:
+    raise ValueError(f"processing: one data crime at a time; got {active}")
+  return active
+
+
+def process_simulation(sim: Mapping[str, np.ndarray], processing: Mapping[str, Any]
+                       ) -> tuple[np.ndarray, np.ndarray, dict]:
+  """K-space and reference of a simulated volume after one processing step.
+
+  Args:
+    sim: a `fdl.mri.simulate` result (``kspace``, ``noise``, ``maps``, ``target``).
+    processing: as `check_processing` returns it: ``{}``, ``{"zero_pad_factor":
+      f}`` or ``{"jpeg_quality": q}``.
+
+  Returns:
+    ``(kspace complex64 [S, C, H, W], target float32 [S, H, W], kspace_origin)``:
+
+    - ``{}``: the raw simulation (target: RSS of the noiseless coil images).
+    - zero-padding: `fdl.mri.processing.zero_pad_kspace` of the noisy k-space;
+      the target is the RSS of the equally zero-padded noiseless k-space, the
+      interpolated image such a data set ships as its reference.
+    - JPEG: the magnitude of the SENSE-combined noisy image (the exported
+      image), JPEG-compressed at quality q and decoded, ``x_q``; k-space
+      synthesized from it through the true maps, ``k_c = F(S_c x_q)``, with no
+      further noise; the target is the RSS of its coil images (= ``x_q``, as
+      ``sum_c |S_c|^2 = 1``).
+  """
+  kspace, target = sim["kspace"], sim["target"]
+  height, width = kspace.shape[-2:]
+  if not processing:
+    return kspace, target, {"kind": "simulated", "from_processed_images": False,
+                            "how": "forward model (complex phantom x coil maps, FFT) "
+                                   "plus complex Gaussian noise"}
+  if "zero_pad_factor" in processing:
+    factor = processing["zero_pad_factor"]
+    rows = mri_processing.padded_block(height, factor)
+    cols = mri_processing.padded_block(width, factor)
+    clean = mri_processing.zero_pad_kspace(kspace - sim["noise"], factor)
+    return (mri_processing.zero_pad_kspace(kspace, factor), rss_image(clean),
+            {"kind": "synthesized from processed images", "from_processed_images": True,
+             "processing": {"zero_pad_factor": factor},
+             "how": f"simulated acquisition of the centre {rows.stop - rows.start} x "
+                    f"{cols.stop - cols.start} k-space block, zero-padded to {height} x "
+                    f"{width} (fdl.mri.processing.zero_pad_kspace)"})
+  quality = processing["jpeg_quality"]
+  exported = np.abs(mri_processing.coil_combine(kspace, sim["maps"]))
+  compressed = np.stack([mri_processing.jpeg_roundtrip(image, quality)
+                         for image in exported])
+  synthesized = mri_processing.synthesize_kspace(compressed, sim["maps"])
+  return (synthesized, rss_image(synthesized),
+          {"kind": "synthesized from processed images", "from_processed_images": True,
+           "processing": {"jpeg_quality": quality},
+           "how": "magnitude of the SENSE-combined simulated image, 8-bit JPEG at quality "
+                  f"{quality} (Pillow), k-space synthesized through the true coil maps "
+                  "without noise (fdl.mri.processing)"})
+
+
 def _simulated_volumes(seed, num_volumes, num_slices, shape, num_coils, snr_db,
-                       phantom, center_fraction) -> list[Volume]:
+                       phantom, center_fraction, processing) -> list[Volume]:
   root = jax.random.PRNGKey(int(seed))
   volumes = []
   for i in range(num_volumes):
     sim = simulate(jax.random.fold_in(root, i), num_slices=num_slices, shape=shape,
                    num_coils=num_coils, snr_db=snr_db, phantom=phantom)
+    kspace, target, origin = process_simulation(sim, processing)
     source = {"dataset": "simulated", "generator": "fdl.mri.simulate.simulate",
               "key": f"fold_in(PRNGKey({int(seed)}), {i})", "num_slices": num_slices,
               "shape": list(sim["kspace"].shape[-2:]), "num_coils": int(num_coils),
               "snr_db": float(snr_db), "phantom": phantom,
-              "target": "RSS of the noiseless coil images",
+              "target": ("RSS of the noiseless coil images" if not processing else
+                         "the processed reference (fdl.data.process_simulation)"),
               # Data-crime record (Shimron et al. 2022): how the k-space came to be.
-              "kspace_origin": {"kind": "simulated", "from_processed_images": False,
-                                "how": "forward model (complex phantom x coil maps, "
-                                       "FFT) plus complex Gaussian noise"}}
-    volumes.append(normalize_volume(f"simulated_{i:04d}", sim["kspace"], sim["target"],
+              "kspace_origin": origin}
+    volumes.append(normalize_volume(f"simulated_{i:04d}", kspace, target,
                                     sim["maps"], center_fraction, source))
   return volumes
 

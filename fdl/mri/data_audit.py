@@ -20,6 +20,12 @@ public data", PNAS 2022). `audit` looks for two such marks:
 
 Zeros of an under-sampling mask are not evidence: pass the mask and only
 sampled positions are read.
+
+Multi-coil k-space synthesized from a magnitude image through coil maps,
+``k_c = F(S_c x)`` with ``x`` real, is not conjugate symmetric coil by coil (the
+maps are complex); its SENSE combination ``sum_c conj(S_c) F^-1(k_c) = x`` is
+real. Given the maps of fully sampled k-space, `audit` therefore tests the
+k-space of that combined image instead.
 """
 
 from __future__ import annotations
@@ -119,7 +125,23 @@ def _asymmetry(k: np.ndarray, sampled: np.ndarray) -> float:
   return float(np.median(ratios)) if ratios else float("inf")
 
 
-def audit(kspace, mask=None) -> dict:
+def _combined_kspace(k: np.ndarray, maps) -> np.ndarray:
+  """``F(sum_c conj(S_c) F^-1(k_c))``, complex128 ``[..., H, W]``, of k ``[..., C, H, W]``."""
+  m = np.asarray(maps)
+  if m.shape != k.shape or k.ndim < 3 or not np.iscomplexobj(m):
+    raise ValueError(f"maps must be complex with the k-space's shape [..., coils, H, W] "
+                     f"{k.shape}; got {m.dtype} {m.shape}")
+  if not np.all(np.isfinite(m)):
+    raise ValueError("maps contain NaN or Inf values")
+  axes = (-2, -1)
+  images = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), norm="ortho"),
+                           axes=axes)
+  combined = np.sum(np.conj(m.astype(np.complex128)) * images, axis=-3)
+  return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(combined, axes=axes), norm="ortho"),
+                         axes=axes)
+
+
+def audit(kspace, mask=None, maps=None) -> dict:
   """Flags the marks of processing in k-space (see the module docstring).
 
   Args:
@@ -128,6 +150,9 @@ def audit(kspace, mask=None) -> dict:
     mask: optional real array broadcastable to `kspace`, nonzero where a sample
       was acquired; zeros elsewhere are then not read. Without it, every
       position counts as acquired.
+    maps: optional complex coil maps of `kspace`'s shape ``[..., coils, H, W]``
+      (fully sampled k-space only, ``mask=None``): the symmetry test then reads
+      the k-space of the SENSE-combined image (module docstring).
 
   Returns:
     A JSON-ready dict: ``zero_padded`` and ``conjugate_symmetric`` (bools, True
@@ -150,6 +175,10 @@ def audit(kspace, mask=None) -> dict:
     []
   """
   k = _as_array(kspace)
+  if maps is not None and mask is not None:
+    raise ValueError("maps are for the symmetry test of fully sampled k-space; pass "
+                     "mask=None with maps (the coil combination of under-sampled "
+                     "k-space mixes sampled and missing frequencies)")
   sampled = _sampled(k, mask)
   power = np.abs(k) ** 2
   result = {"empty_border_lines": {}}
@@ -168,7 +197,11 @@ def audit(kspace, mask=None) -> dict:
   result["zero_pad_factor"] = float(max(factors))
   result["zero_padded"] = bool(result["zero_pad_factor"] > 1.0)
   result["min_border_energy_ratio"] = min_ratio
-  result["asymmetry_ratio"] = _asymmetry(k, sampled)
+  if maps is None:
+    result["asymmetry_ratio"] = _asymmetry(k, sampled)
+  else:
+    combined = _combined_kspace(k, maps)
+    result["asymmetry_ratio"] = _asymmetry(combined, np.ones(combined.shape, bool))
   result["conjugate_symmetric"] = bool(result["asymmetry_ratio"] <= SYMMETRY_RATIO)
   result["flags"] = [f for f in ("zero_padded", "conjugate_symmetric") if result[f]]
   return result

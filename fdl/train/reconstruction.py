@@ -95,7 +95,10 @@ def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
       config.dataset, seed=config.seed, num_volumes=config.num_volumes,
       slices_per_volume=config.slices_per_volume, shape=tuple(config.shape),
       num_coils=config.num_coils, snr_db=config.snr_db, phantom=config.phantom,
-      center_fraction=config.center_fraction)
+      center_fraction=config.center_fraction,
+      # Data crimes on purpose (experiments/data_crimes.py); off by default.
+      processing={"zero_pad_factor": config.get("zero_pad_factor", 1.0),
+                  "jpeg_quality": config.get("jpeg_quality", 0)})
   return data.ReconPipeline(
       volumes, val_volumes=config.val_volumes, test_volumes=config.test_volumes,
       mask_type=config.mask, acceleration=config.acceleration,
