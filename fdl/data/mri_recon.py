@@ -21,6 +21,8 @@ Randomness, all from ``root = PRNGKey(seed)``:
 * training mask of slice i (its index in the training split) in epoch e:
   ``fold_in(fold_in(fold_in(root, 1), e), i)``, a fresh mask per example and
   epoch (masks are augmentation: a network must not learn one pattern);
+* training augmentation (``augment=``, off by default) of slice i in epoch
+  e: ``fold_in(fold_in(fold_in(root, 3), e), i)`` (`fdl.data.recon_augment`);
 * validation and test masks: ``PRNGKey(crc32(f"{volume name}/{slice}"))``,
   fixed per slice, independent of the seed and the run, so validation scores
   are comparable across epochs and runs.
@@ -39,6 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl.data import provenance as prov
+from fdl.data import recon_augment
 from fdl.data.mri_volumes import (NORMALIZATION, Volume, center_columns,
                                   espirit_calib_size, estimate_coil_maps)
 from fdl.data.pipeline import Batches
@@ -76,6 +79,13 @@ class ReconPipeline:
     process_index, process_count: default ``jax.process_index()`` and
       ``jax.process_count()``; each process gets its rows of every global
       batch.
+    train_slices: None (all) or keep only the first `train_slices` slices of
+      the training split (volumes in `split_names` order, slices in order),
+      for training on scarce data; validation and test stay as they are.
+    augment: None (off) or a `fdl.data.recon_augment.ReconAugment` (or its
+      dict): training batches get flips / rotations / scalings applied
+      consistently to k-space, maps and target before masking; validation
+      and test are never augmented.
 
   Raises:
     ValueError: a bad argument, naming it and its value.
@@ -85,7 +95,9 @@ class ReconPipeline:
                test_volumes: int, mask_type: str, acceleration: float,
                center_fraction: float, batch_size: int, seed: int,
                maps: str = "estimate", calib_size: int = 24, kernel_size: int = 6,
-               process_index: int | None = None, process_count: int | None = None):
+               process_index: int | None = None, process_count: int | None = None,
+               train_slices: int | None = None,
+               augment: recon_augment.ReconAugment | dict | None = None):
     volumes = list(volumes)
     _check_arguments(volumes, val_volumes, test_volumes, mask_type, acceleration,
                      center_fraction, batch_size, seed, maps)
@@ -116,7 +128,18 @@ class ReconPipeline:
         "val": [volumes[i] for i in sorted(order[num_test:num_test + num_val])],
         "train": [volumes[i] for i in sorted(order[num_test + num_val:])],
     }
+    self.train_slices = None
+    if train_slices is not None:
+      self._keep_train_slices(train_slices)
     self._slices = {name: _slice_table(vols) for name, vols in self._splits.items()}
+    if self.train_slices is not None:
+      self._slices["train"] = tuple(t[:self.train_slices] for t in self._slices["train"])
+    self.augment = (recon_augment.ReconAugment.from_dict(augment)
+                    if isinstance(augment, dict) else augment)
+    if self.augment is not None and not isinstance(self.augment,
+                                                   recon_augment.ReconAugment):
+      raise ValueError(f"augment must be None, a ReconAugment or its dict; got "
+                       f"{type(augment).__name__}")
     self._data_ranges = {name: np.array([v.data_range for v in vols], np.float32)
                          for name, vols in self._splits.items()}
     num_train = len(self._slices["train"][0])
@@ -186,7 +209,8 @@ class ReconPipeline:
     def iterate():
       for step in range(self.steps_per_epoch):
         ids = order[step * self.batch_size:(step + 1) * self.batch_size][self._rows]
-        yield self._batch("train", ids, self.train_masks(epoch, ids))
+        yield self._batch("train", ids, self.train_masks(epoch, ids),
+                          augment_epoch=epoch)
 
     return Batches(iterate, self.steps_per_epoch, description=f"train epoch {epoch}")
 
@@ -252,17 +276,46 @@ class ReconPipeline:
 
   # -- internals -----------------------------------------------------------------
 
-  def _batch(self, split: str, ids: np.ndarray, masks: np.ndarray) -> dict:
+  def _batch(self, split: str, ids: np.ndarray, masks: np.ndarray,
+             augment_epoch: int | None = None) -> dict:
     volume_ids, slice_ids = (table[ids] for table in self._slices[split])
     volumes, maps = self._splits[split], self._maps[split]
     kspace = np.stack([volumes[v].kspace[s] for v, s in zip(volume_ids, slice_ids)])
+    batch_maps = np.stack([maps[v][s] for v, s in zip(volume_ids, slice_ids)])
+    target = np.stack([volumes[v].target[s] for v, s in zip(volume_ids, slice_ids)])
+    if augment_epoch is not None and self.augment is not None:
+      # Before masking: the transform acts on the fully sampled coil images.
+      kspace, batch_maps, target = recon_augment.augment_batch(
+          kspace, batch_maps, target, self.augment_keys(augment_epoch, ids),
+          self.augment)
     return {
         "kspace": kspace * masks,
         "mask": masks,
-        "maps": np.stack([maps[v][s] for v, s in zip(volume_ids, slice_ids)]),
-        "target": np.stack([volumes[v].target[s] for v, s in zip(volume_ids, slice_ids)]),
+        "maps": batch_maps,
+        "target": target,
         "data_range": self._data_ranges[split][volume_ids],
     }
+
+  def augment_keys(self, epoch: int, slice_ids: np.ndarray) -> np.ndarray:
+    """Raw keys ``uint32 [len(slice_ids), 2]`` of the training augmentation draws."""
+    base = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(self.seed), 3), epoch)
+    return np.asarray(_fold_in_all(base, jnp.asarray(slice_ids, jnp.uint32)))
+
+  def _keep_train_slices(self, train_slices) -> None:
+    """Keeps the training volumes that hold the first `train_slices` slices."""
+    available = sum(v.num_slices for v in self._splits["train"])
+    if (isinstance(train_slices, bool) or not isinstance(train_slices, (int, np.integer))
+        or not 1 <= train_slices <= available):
+      raise ValueError(f"train_slices must be None or an int in [1, {available}] (the "
+                       f"training split's slices); got {train_slices!r}")
+    kept, total = [], 0
+    for volume in self._splits["train"]:
+      if total >= train_slices:
+        break
+      kept.append(volume)
+      total += volume.num_slices
+    self._splits["train"] = kept
+    self.train_slices = int(train_slices)
 
   def _fixed_masks(self, volumes: Sequence[Volume]) -> np.ndarray:
     """Masks keyed by slice id ``f"{name}/{slice}"``: the same in every run."""
@@ -349,6 +402,15 @@ class ReconPipeline:
                      "val_padding": "last batch padded with copies of its last slice, "
                                     "weight 0"},
         "audit": _audit(splits),
+        **({"train_subset": {"train_slices": self.train_slices,
+                             "rule": "the first train_slices slices of the training "
+                                     "split (volumes in split order, slices in order)"}}
+           if self.train_slices is not None else {}),
+        **({"augment": {**self.augment.to_dict(),
+                        "where": "training batches only, before masking",
+                        "key": "fold_in(fold_in(fold_in(PRNGKey(seed), 3), epoch), "
+                               "training slice index)"}}
+           if self.augment is not None else {}),
         "kspace_sha256": {name: prov.sha256_arrays(*[v.kspace for v in vols])
                           for name, vols in splits.items()},
         "sources": {v.name: v.source for vols in splits.values() for v in vols},
