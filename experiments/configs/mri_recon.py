@@ -73,6 +73,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.grad_clip_norm = 1.0  # <= 0: off
   config.early_stopping_patience = 0  # 0: off; else epochs without val/ssim gain
 
+  # Scarce data and transfer (fdl.train.transfer, experiments/scarce_data.py).
+  config.train_slices = 0  # 0: every training slice; N: the first N only
+  config.init_from = ""  # a finished run's workdir: copy its matching params
+  config.freeze = ()  # param-path globs (or 're:' regexes) kept fixed
+  # Training-only augmentation of k-space, maps and target together
+  # (fdl.data.recon_augment): flip probabilities, rotation and zoom ranges.
+  config.augment = ml_collections.ConfigDict(dict(
+      enabled=False, hflip=0.5, vflip=0.0, max_degrees=10.0, scale_range=0.1,
+      target="transform"))
+
   # Classical baselines evaluated on the same test slices.
   config.cg_iters = 10
   config.cg_lambda = 0.0

@@ -25,6 +25,7 @@ from fdl.mri import metrics as mri_metrics
 from fdl.mri import recon
 from fdl.train import figures
 from fdl.train import mesh as mesh_lib
+from fdl.train import transfer
 from fdl.train.checkpoint import Checkpointer
 from fdl.train.early_stopping import EarlyStopping
 from fdl.train.loop import fit
@@ -87,6 +88,13 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   if config.early_stopping_patience < 0:
     raise ValueError("config.early_stopping_patience must be >= 0 (0: off); "
                      f"got {config.early_stopping_patience!r}")
+  freeze = config.get("freeze") or ()
+  if isinstance(freeze, str) or not all(isinstance(p, str) for p in freeze):
+    raise ValueError("config.freeze must be a tuple of parameter-path patterns "
+                     f"(globs, or 're:' regexes); got {freeze!r}")
+  if not isinstance(config.get("init_from") or "", str):
+    raise ValueError("config.init_from must be a finished run's workdir or ''; got "
+                     f"{config.get('init_from')!r}")
 
 
 def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
@@ -105,7 +113,19 @@ def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
       center_fraction=config.center_fraction, batch_size=config.batch_size,
       seed=config.seed, maps=config.maps, calib_size=config.calib_size,
       kernel_size=config.kernel_size, process_index=jax.process_index(),
-      process_count=jax.process_count())
+      process_count=jax.process_count(),
+      # Scarce data and augmentation (experiments/scarce_data.py); off by default.
+      train_slices=config.get("train_slices") or None,
+      augment=_augment_settings(config))
+
+
+def _augment_settings(config: ml_collections.ConfigDict) -> dict | None:
+  """``config.augment`` as `ReconPipeline` takes it: None when off or absent."""
+  settings = config.get("augment")
+  if settings is None:
+    return None
+  settings = settings.to_dict() if hasattr(settings, "to_dict") else dict(settings)
+  return settings if settings.get("enabled", True) else None
 
 
 def audit_warnings(pipeline: data.ReconPipeline) -> list[str]:
@@ -140,6 +160,9 @@ def _create_state(config, model, steps_per_epoch: int, specs, mesh=None):
       grad_clip_norm=config.grad_clip_norm if config.grad_clip_norm > 0 else None)
   state = create_train_state(model, tx, example_inputs=specs, seed=config.seed,
                              mesh=mesh)
+  if config.get("freeze"):
+    # Zero updates for the matching parameters (optax.multi_transform).
+    state, _ = transfer.freeze_state(state, tuple(config.freeze), mesh=mesh)
   return state, schedule
 
 
@@ -252,6 +275,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = create_model(config)
   state, schedule = _create_state(config, model, pipeline.steps_per_epoch,
                                   example_inputs(pipeline), mesh)
+  # Init order: an existing checkpoint in workdir (fit resumes it and it wins),
+  # then config.init_from (a finished run's matching parameters), then scratch.
+  transfer_record = None
+  if config.get("init_from"):
+    state, report = transfer.init_state_from(state, config.init_from, mesh=mesh)
+    transfer_record = {"init_from": os.path.abspath(config.init_from),
+                       **report.to_dict()}
+  if config.get("freeze"):
+    transfer_record = dict(transfer_record or {})
+    transfer_record["frozen"] = transfer.match_paths(
+        transfer.flatten_paths(state.params), tuple(config.freeze))
   loss = reconstruction_loss(config.loss, ssim_weight=config.ssim_weight)
   train_step = make_train_step(loss, mesh=mesh, learning_rate=schedule,
                                input_key=INPUT_KEYS)
@@ -302,6 +336,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "data": provenance,
       "data_warnings": data_warnings,
   }
+  if transfer_record is not None:
+    summary["transfer"] = transfer_record
   if is_writer():
     figures.plot_learning_curves(result.history,
                                  os.path.join(workdir, "learning_curves.png"),
