@@ -25,6 +25,7 @@ from fdl.mri import metrics as mri_metrics
 from fdl.mri import recon
 from fdl.train import figures
 from fdl.train import mesh as mesh_lib
+from fdl.train import self_supervised
 from fdl.train import transfer
 from fdl.train.checkpoint import Checkpointer
 from fdl.train.early_stopping import EarlyStopping
@@ -286,18 +287,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     transfer_record = dict(transfer_record or {})
     transfer_record["frozen"] = transfer.match_paths(
         transfer.flatten_paths(state.params), tuple(config.freeze))
-  loss = reconstruction_loss(config.loss, ssim_weight=config.ssim_weight)
-  train_step = make_train_step(loss, mesh=mesh, learning_rate=schedule,
-                               input_key=INPUT_KEYS)
-  eval_step = make_eval_step(loss, mesh=mesh, input_key=INPUT_KEYS)
   patience = config.early_stopping_patience or 10**9
+  supervision = self_supervised.check_config(config)
+  if supervision == "supervised":
+    loss = reconstruction_loss(config.loss, ssim_weight=config.ssim_weight)
+    train_step = make_train_step(loss, mesh=mesh, learning_rate=schedule,
+                                 input_key=INPUT_KEYS)
+    eval_step = make_eval_step(loss, mesh=mesh, input_key=INPUT_KEYS)
+    train_data, val_data = pipeline.train_batches, pipeline.val_batches
+    selection = EarlyStopping(metric="val/ssim", mode="max", patience=patience,
+                              restore_best=True)
+  else:
+    # SSDU / K-band: k-space losses, no fully sampled reference (fdl.train.self_supervised).
+    ssl = self_supervised.make_training(config, pipeline, model, state, mesh=mesh,
+                                        learning_rate=schedule, patience=patience)
+    state, train_step, eval_step = ssl.state, ssl.train_step, ssl.eval_step
+    train_data, val_data, selection = ssl.train_data, ssl.val_data, ssl.early_stopping
 
   start = time.perf_counter()
   result = fit(
-      state, train_step, pipeline.train_batches, num_epochs=config.num_epochs,
-      eval_step=eval_step, val_data=pipeline.val_batches, workdir=workdir,
-      early_stopping=EarlyStopping(metric="val/ssim", mode="max", patience=patience,
-                                   restore_best=True),
+      state, train_step, train_data, num_epochs=config.num_epochs,
+      eval_step=eval_step, val_data=val_data, workdir=workdir,
+      early_stopping=selection,
       keep_checkpoints=config.keep_checkpoints, log_every=config.log_every,
       progress=config.progress)
   train_seconds = time.perf_counter() - start
@@ -318,7 +329,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "acceleration": float(config.acceleration),
       "mask": config.mask,
       "test": test,
-      "val_ssim": best["val/ssim"],
+      "val_ssim": best.get("val/ssim"),  # None for self-supervised runs
       "best_epoch": result.best_epoch + 1,
       "evaluated_checkpoint_step": best["step"],
       "epochs_run": result.epochs_run,
@@ -338,6 +349,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   }
   if transfer_record is not None:
     summary["transfer"] = transfer_record
+  if supervision != "supervised":
+    summary.update(self_supervised.summary_entries(config, pipeline, ssl, best))
   if is_writer():
     figures.plot_learning_curves(result.history,
                                  os.path.join(workdir, "learning_curves.png"),
