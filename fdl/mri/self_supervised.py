@@ -340,15 +340,17 @@ def band_coverage(shape: tuple[int, int], band_width: float,
   centre); ``"cartesian"``: ``(1[|ky| <= b/2] + 1[|kx| <= b/2]) / 2``.
   """
   height, width = _check_shape(shape)
-  half = _check_positive("band_width", band_width) / 2 + _EDGE_SLACK
+  half = _check_positive("band_width", band_width) / 2
   _check_orientations(orientations)
   kx, ky = _centred_coordinates(height, width)
+  # The slack only decides "on the edge counts as inside", as in band_masks.
   if orientations == "cartesian":
-    return 0.5 * ((np.abs(ky) <= half).astype(np.float64)
-                  + (np.abs(kx) <= half).astype(np.float64))
+    return 0.5 * ((np.abs(ky) <= half + _EDGE_SLACK).astype(np.float64)
+                  + (np.abs(kx) <= half + _EDGE_SLACK).astype(np.float64))
   radius = np.hypot(kx, ky)
-  ratio = np.minimum(1.0, half / np.maximum(radius, 1e-300))
-  return (2.0 / np.pi) * np.arcsin(ratio)
+  inside = radius <= half + _EDGE_SLACK
+  ratio = np.where(inside, 1.0, half / np.where(inside, 1.0, radius))
+  return (2.0 / np.pi) * np.arcsin(np.minimum(ratio, 1.0))
 
 
 def kband_loss_weights(shape: tuple[int, int], band_width: float,
