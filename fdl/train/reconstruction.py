@@ -354,7 +354,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if is_writer():
     figures.plot_learning_curves(result.history,
                                  os.path.join(workdir, "learning_curves.png"),
-                                 metrics=("loss", "ssim"))
+                                 metrics=("loss", "ssim") if supervision == "supervised"
+                                 else ("loss",))
     figures.plot_reconstruction_grid(
         os.path.join(workdir, "reconstructions.png"), shown["reference"],
         {_LABELS[m]: shown[m] for m in METHODS},
