@@ -223,8 +223,37 @@ def ensemble(members: Sequence[tuple[nn.Module, Any]], kspace, mask, maps=None, 
 # --- how well the std tells the error ----------------------------------------------
 
 
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+  """`mask` ``[..., H, W]`` plus every pixel not connected (4-neighbours) to the border.
+
+  >>> ring = np.pad(np.pad(np.zeros((1, 1), bool), 1, constant_values=True), 1)
+  >>> fill_holes(ring).astype(int)[1:4, 1:4]
+  array([[1, 1, 1],
+         [1, 1, 1],
+         [1, 1, 1]])
+  """
+  mask = np.asarray(mask, bool)
+  free = ~mask
+  reach = np.zeros_like(mask)
+  reach[..., 0, :], reach[..., -1, :] = free[..., 0, :], free[..., -1, :]
+  reach[..., :, 0], reach[..., :, -1] = free[..., :, 0], free[..., :, -1]
+  while True:  # grow the background reached from the border, one pixel a pass
+    grown = reach.copy()
+    grown[..., 1:, :] |= reach[..., :-1, :]
+    grown[..., :-1, :] |= reach[..., 1:, :]
+    grown[..., :, 1:] |= reach[..., :, :-1]
+    grown[..., :, :-1] |= reach[..., :, 1:]
+    grown &= free
+    if np.array_equal(grown, reach):
+      return ~reach
+    reach = grown
+
+
 def object_region(target, rel_threshold: float = 0.05) -> np.ndarray:
-  """Pixels of the object: ``target > rel_threshold * max(target)``.
+  """The object: ``target > rel_threshold * max(target)``, holes filled.
+
+  Dark structures inside the object (signal voids) count as object: errors
+  there matter as much as anywhere in the anatomy.
 
   Args:
     target: float ``[..., H, W]`` magnitude reference (one volume: the
@@ -237,7 +266,7 @@ def object_region(target, rel_threshold: float = 0.05) -> np.ndarray:
   target = np.asarray(target)
   if not 0 <= rel_threshold < 1:
     raise ValueError(f"rel_threshold must be in [0, 1); got {rel_threshold!r}")
-  return target > rel_threshold * target.max()
+  return fill_holes(target > rel_threshold * target.max())
 
 
 def _pixels(mean, std, target, mask) -> tuple[np.ndarray, np.ndarray]:
@@ -409,30 +438,34 @@ def _ifft2c(k: np.ndarray) -> np.ndarray:
 
 def insert_lesion(kspace, maps, target, disc, value: float
                   ) -> tuple[np.ndarray, np.ndarray]:
-  """Sets the image magnitude inside `disc` to `value`, in k-space and reference.
+  """Replaces the object inside `disc` by a uniform disc of magnitude `value`.
 
-  With ``x = sum_c conj(S_c) F^H k_c`` (the SENSE combination of the fully
-  sampled k-space; ``sum_c |S_c|^2 = 1``) and ``phi = angle(x)``, the lesion
-  image is ``d = (value - target) exp(i phi)`` inside the disc and 0 outside,
-  and
+  With ``x = sum_c conj(S_c) F^H k_c``, the SENSE combination of the fully
+  sampled k-space (``sum_c |S_c|^2 = 1``), and ``theta`` the phase of ``x``
+  summed over the disc (the object's local phase; 0 where that sum is 0),
+  the combined image becomes ``x' = value exp(i theta)`` inside the disc and
+  stays ``x`` outside:
 
-    k'_c = k_c + F(S_c d),   target' = value inside the disc, target outside.
+    d = (value exp(i theta) - x) [disc],   k'_c = k_c + F(S_c d),
+    target' = value inside the disc, target outside.
 
-  The measured k-space, its noise included, is kept and the lesion's signal
-  added through the coil maps, so the new k-space is what a scanner would
-  measure of the changed object (to the extent that ``phi`` is the object's
-  phase, which noise perturbs slightly); `target'` differs from `target`
-  only inside the disc.
+  The lesion is added to the measured k-space through the coil maps, so the
+  coils see one changed object and the noise outside the disc is kept; in
+  the disc the combined image is exactly the uniform disc (its sharp edge and
+  flat, texture-free inside are what no training phantom has).
 
   Args:
     kspace: complex ``[S, C, H, W]``, fully sampled.
     maps: complex ``[S, C, H, W]`` coil maps (the true ones where known).
     target: float ``[S, H, W]`` magnitude reference.
     disc: bool ``[H, W]`` (every slice) or ``[S, H, W]``.
-    value: the lesion's magnitude (> the surroundings: bright; 0: a hole).
+    value: the lesion's magnitude (above the surroundings: bright; 0: a void).
 
   Returns:
     ``(kspace', target')``: complex64 ``[S, C, H, W]``, float32 ``[S, H, W]``.
+
+  Raises:
+    ValueError: shapes that do not match (named), or ``value < 0``.
   """
   kspace = np.asarray(kspace)
   maps = np.asarray(maps)
@@ -450,10 +483,11 @@ def insert_lesion(kspace, maps, target, disc, value: float
     raise ValueError(f"value must be a magnitude >= 0; got {value!r}")
   maps = maps.astype(np.complex128)
   combined = np.sum(np.conj(maps) * _ifft2c(kspace.astype(np.complex128)), axis=1)
-  phase = np.where(np.abs(combined) > 0, np.exp(1j * np.angle(combined)), 1.0)
-  new_target = np.where(disc, float(value), target)
-  lesion = (new_target - target) * phase
+  local = np.sum(np.where(disc, combined, 0), axis=(-2, -1), keepdims=True)
+  phase = np.where(np.abs(local) > 0, np.exp(1j * np.angle(local)), 1.0)
+  lesion = np.where(disc, float(value) * phase - combined, 0)
   new_kspace = kspace + _fft2c(maps * lesion[:, None])
+  new_target = np.where(disc, float(value), target)
   return new_kspace.astype(np.complex64), new_target.astype(np.float32)
 
 

@@ -1,0 +1,96 @@
+"""Uncertainty and hallucination: MC dropout and a deep ensemble of U-Nets.
+
+  python experiments/uncertainty.py --config experiments/configs/uncertainty.py \
+      --workdir runs/uncertainty
+
+trains one U-Net with dropout (``mc_dropout/``) and `ensemble.num_members`
+U-Nets with seeds ``seed, seed + 1, ...`` (``ensemble_<k>/``), each through
+`fdl.train.reconstruction.train_and_evaluate`, then on the test split of the
+``seed`` run writes ``summary.json`` (error-std correlation, calibration,
+lesion probe), ``calibration.png``, ``uncertainty_maps.png`` and
+``lesion_probe.png``. About 10-12 minutes on two CPU cores at these sizes.
+
+``--config experiments/configs/uncertainty.py:smoke`` or ``--config.smoke=True``
+shrinks everything (`fdl.train.uncertainty_experiment.apply_smoke`) to a run of
+one to two minutes, for tests; with the latter the smoke sizes replace
+command-line overrides of the same keys.
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+from fdl.train import uncertainty_experiment
+
+
+def _recon_config() -> ml_collections.ConfigDict:
+  """The mri_recon defaults, which the runs here shrink and override."""
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
+  spec = importlib.util.spec_from_file_location("mri_recon_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # the MC-dropout run's and ensemble member 0's; its test split is used
+  config.smoke = arg == "smoke"
+
+  # Every run: an mri_recon config (data, sampling, optimization), U-Net model.
+  recon = _recon_config()
+  recon.model = "unet"
+  recon.num_volumes = 16
+  recon.slices_per_volume = 4
+  recon.shape = (64, 64)
+  recon.num_coils = 4
+  recon.val_volumes = 1
+  recon.test_volumes = 3
+  recon.center_fraction = 0.125  # 8 of 64 columns
+  recon.acceleration = 4.0
+  recon.mask = "equispaced"
+  recon.maps = "true"  # simulated data: the lesion is synthesized through the same maps
+  recon.unet = ml_collections.ConfigDict(dict(
+      base_channels=16, num_pools=3, dropout=0.0, input_mode="complex"))
+  recon.num_epochs = 15
+  recon.batch_size = 4
+  recon.learning_rate = 2e-3
+  recon.cg_iters = 8
+  recon.cs_iters = 20
+  recon.log_every = 10
+  recon.progress = False
+  recon.figure_slices = 2
+  config.recon = recon
+
+  # Monte-Carlo dropout: one U-Net trained with channel-wise dropout, sampled
+  # `num_samples` times with train=True.
+  config.mc_dropout = ml_collections.ConfigDict(dict(rate=0.1, num_samples=16))
+  # Deep ensemble: members trained with dropout `dropout` and seeds seed + k.
+  # train_and_evaluate has one seed for data, split and initialization, so each
+  # member also draws its own simulated volumes; all are tested on the seed
+  # run's test volumes, which no member trained on.
+  config.ensemble = ml_collections.ConfigDict(dict(num_members=3, dropout=0.0))
+
+  # Scoring: the object is target > object_threshold * volume maximum.
+  config.object_threshold = 0.05
+  config.calibration_bins = 10
+  config.std_ddof = 1  # sample std over draws / members
+
+  # Hallucination probe: a uniform disc with a sharp edge in every test slice,
+  # magnitude lesion_value * the volume's maximum (bright: > 1), centre chosen
+  # inside the object nearest to lesion_prefer (fractions of H, W).
+  config.lesion_radius = 3.0  # pixels
+  config.lesion_value = 1.5
+  config.lesion_prefer = (0.4, 0.6)
+  config.lesion_gap = 1.0  # pixels between the disc and the ring it is compared with
+  config.figure_slice = 0  # the test slice shown in the figures
+
+  # Persistent XLA compilation cache in <workdir>/jax_cache, set by the entry
+  # point: the runs compile the same networks, so later ones reuse the first's.
+  config.compilation_cache = True
+
+  config.smoke_applied = False
+  if config.smoke:
+    uncertainty_experiment.apply_smoke(config)
+  return config
