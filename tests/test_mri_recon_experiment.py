@@ -112,7 +112,9 @@ def test_real_brain_application(modl_run, tmp_path):
   assert os.path.getsize(tmp_path / "real_brain.png") > 0
 
 
-@pytest.mark.parametrize("model", ["unet", "varnet"])
+# VarNet's smoke run is the suite's longest test (about 90 s here); its forward,
+# gradients and inference are covered in test_recon_models.py, so it runs with -m slow.
+@pytest.mark.parametrize("model", ["unet", pytest.param("varnet", marks=pytest.mark.slow)])
 def test_command_line_smoke_run_for_the_other_models(model, tmp_path):
   out = subprocess.run(
       [PYTHON, os.path.join(REPO_DIR, "experiments", "mri_recon.py"),
