@@ -233,26 +233,28 @@ def test_self_supervised_batches_carry_no_reference_and_keep_one_acquisition():
   from fdl.train import reconstruction, self_supervised  # pylint: disable=g-import-not-at-top
   config = _config()
   pipeline = reconstruction.make_pipeline(config)
+  size = config.batch_size
   train, val = self_supervised.ssdu_data(pipeline, config.ssdu, config.seed)
-  first, second = (next(iter(train(epoch))) for epoch in (0, 1))
-  for batch in (first, next(iter(val()))):
-    assert "target" not in batch
-    np.testing.assert_array_equal(batch["mask"] * batch["loss_mask"], 0)
-  # The acquisition Omega = Theta + Lambda of a slice is the same in every epoch.
-  order0, order1 = pipeline.train_order(0), pipeline.train_order(1)
-  slice_id = order0[0]
-  row = int(np.flatnonzero(order1[:config.batch_size] == slice_id)[0]) if slice_id in \
-      order1[:config.batch_size] else None
-  if row is not None:
-    np.testing.assert_array_equal(second["mask"][row] + second["loss_mask"][row],
-                                  first["mask"][0] + first["loss_mask"][0])
+  omegas, lambdas = {}, {}
+  for epoch in (0, 1):
+    order = pipeline.train_order(epoch)
+    for step, batch in enumerate(train(epoch)):
+      assert "target" not in batch
+      np.testing.assert_array_equal(batch["mask"] * batch["loss_mask"], 0)
+      for row, slice_id in enumerate(order[step * size:(step + 1) * size]):
+        omegas.setdefault(slice_id, []).append(batch["mask"][row] + batch["loss_mask"][row])
+        lambdas.setdefault(slice_id, []).append(batch["loss_mask"][row])
+  # One acquisition per slice for the whole run; its split is drawn again each epoch.
+  for slice_id, (first, second) in omegas.items():
+    np.testing.assert_array_equal(first, second)
+  assert any(not np.array_equal(*pair) for pair in lambdas.values())
+  assert "target" not in next(iter(val()))
   train, val = self_supervised.kband_data(pipeline, config.kband, config.seed)
-  batch = next(iter(train(0)))
-  assert "target" not in batch
-  band = batch["loss_weight"] != 0
-  # Input and loss data lie inside the band.
-  assert np.all(batch["kspace"][~np.broadcast_to(band, batch["kspace"].shape)] == 0)
-  assert np.all(batch["loss_kspace"][~np.broadcast_to(band, batch["kspace"].shape)] == 0)
+  for batch in (next(iter(train(0))), next(iter(val()))):
+    assert "target" not in batch
+    outside = ~np.broadcast_to(batch["loss_weight"] != 0, batch["kspace"].shape)
+    # Input and loss data lie inside the band.
+    assert np.all(batch["kspace"][outside] == 0) and np.all(batch["loss_kspace"][outside] == 0)
 
 
 @pytest.mark.slow

@@ -74,10 +74,10 @@ References:
 
 Examples:
   >>> import jax, jax.numpy as jnp
-  >>> omega = jnp.zeros((1, 1, 1, 16)).at[..., ::2].set(1.0)  # 8 acquired lines
-  >>> theta, lam = ssdu_split(jax.random.key(0), omega, rho=0.25, center_block=2)
-  >>> int(lam.sum()), int(theta.sum()), bool(jnp.all(theta + lam == omega))
-  (2, 6, True)
+  >>> omega = jnp.zeros((3, 1, 1, 17)).at[..., ::2].set(1.0)  # 3 slices, 9 lines each
+  >>> theta, lam = ssdu_split(jax.random.key(0), omega)  # rho 0.4: round(3.6) = 4 lines
+  >>> lam.sum((1, 2, 3)).tolist(), bool(jnp.all(theta + lam == omega))
+  ([4.0, 4.0, 4.0], True)
   >>> w = kband_loss_weights((5, 5), band_width=1.0, orientations="cartesian")
   >>> w[2].tolist()  # the centre row: the centre is in every band, the rest in half
   [2.0, 2.0, 1.0, 2.0, 2.0]
