@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO_DIR
-from fdl.models import ReconUNet, reconstruct
+from fdl.models import MoDL, ReconUNet, reconstruct
 from fdl.mri.phantoms import random_phantom
 from fdl.train import uncertainty as unc
 
@@ -139,6 +139,34 @@ def test_estimators_reject_bad_arguments(tiny):
     unc.mc_dropout(*args[:4], None, key=jax.random.key(0), num_samples=2)
   with pytest.raises(ValueError, match=r"len\(members\) must be an int >= 2"):
     unc.ensemble([args[:2]], *args[2:])
+
+
+def test_modl_dropout_is_off_by_default_and_spreads_draws_when_on(tiny):
+  args = (tiny["kspace"][:1], tiny["mask"], tiny["sim"]["maps"][:1])
+  plain, dropped = MoDL(num_iters=1, cg_iters=1, depth=2, width=4), MoDL(
+      num_iters=1, cg_iters=1, depth=2, width=4, dropout=0.5)
+  shapes = [jax.eval_shape(lambda m=m: m.init(jax.random.key(0), *args, train=False))
+            for m in (plain, dropped)]
+  assert jax.tree.structure(shapes[0]) == jax.tree.structure(shapes[1])
+  assert jax.tree.leaves(shapes[0]) == jax.tree.leaves(shapes[1])
+  rng = np.random.default_rng(4)
+  variables = jax.tree.map(lambda s: 0.3 * rng.standard_normal(s.shape, np.float32),
+                           shapes[0])
+
+  @jax.jit
+  def outputs(variables):  # one compilation for every variant
+    keys = [jax.random.key(i) for i in range(2)]
+    return (plain.apply(variables, *args, train=False),
+            # rate 0: train=True is the same function and needs no dropout RNG.
+            plain.apply(variables, *args, train=True),
+            dropped.apply(variables, *args, train=False),
+            *[dropped.apply(variables, *args, train=True, rngs={"dropout": k})
+              for k in keys])
+
+  eval_out, train_out, dropped_eval, *draws = (np.asarray(x) for x in outputs(variables))
+  np.testing.assert_array_equal(train_out, eval_out)
+  np.testing.assert_array_equal(dropped_eval, eval_out)
+  assert not np.allclose(draws[0], draws[1])
 
 
 def test_error_std_correlation_is_pearson_over_the_object():

@@ -38,10 +38,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.seed = 0  # the MC-dropout run's and ensemble member 0's; its test split is used
   config.smoke = arg == "smoke"
 
-  # Every run: an mri_recon config (data, sampling, optimization), U-Net model.
+  # Every run: an mri_recon config (data, sampling, optimization) and its model,
+  # "unet" or "modl" (the models with dropout; --config.recon.model=modl).
   recon = _recon_config()
   recon.model = "unet"
-  recon.num_volumes = 16
+  recon.num_volumes = 20
   recon.slices_per_volume = 4
   recon.shape = (64, 64)
   recon.num_coils = 4
@@ -53,7 +54,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   recon.maps = "true"  # simulated data: the lesion is synthesized through the same maps
   recon.unet = ml_collections.ConfigDict(dict(
       base_channels=16, num_pools=3, dropout=0.0, input_mode="complex"))
-  recon.num_epochs = 15
+  recon.modl = ml_collections.ConfigDict(dict(
+      num_iters=4, cg_iters=4, depth=4, width=32, lam_init=0.05, dropout=0.0))
+  recon.num_epochs = 40
   recon.batch_size = 4
   recon.learning_rate = 2e-3
   recon.cg_iters = 8
@@ -65,7 +68,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Monte-Carlo dropout: one U-Net trained with channel-wise dropout, sampled
   # `num_samples` times with train=True.
-  config.mc_dropout = ml_collections.ConfigDict(dict(rate=0.1, num_samples=16))
+  config.mc_dropout = ml_collections.ConfigDict(dict(rate=0.1, num_samples=20))
   # Deep ensemble: members trained with dropout `dropout` and seeds seed + k.
   # train_and_evaluate has one seed for data, split and initialization, so each
   # member also draws its own simulated volumes; all are tested on the seed

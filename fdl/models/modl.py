@@ -51,22 +51,31 @@ class ResidualDenoiser(nn.Module):
   iteration on inputs whose statistics change from one iteration to the next, MRI batches
   are 1-4 slices (noisy batch statistics), and without it a slice's output does not depend
   on the other slices of its batch. So the model state is ``params`` only (no
-  ``batch_stats``), and train and eval compute the same function.
+  ``batch_stats``), and with ``dropout=0`` (the default) train and eval compute the
+  same function.
 
   Attributes:
     depth: number of convolutions, >= 1.
     width: channels of the hidden convolutions.
+    dropout: channel-wise drop probability after every hidden ReLU, in [0, 1); for
+      Monte-Carlo dropout (`fdl.train.uncertainty`). 0 adds nothing.
   """
 
   depth: int = 5  # Convolutions, the last back to 2 channels.
   width: int = 64  # Hidden channels.
+  dropout: float = 0.0  # Channel-wise dropout after each hidden ReLU.
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Maps a complex image ``[B, H, W]`` to its complex64 correction ``[B, H, W]``."""
+  def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+    """Maps a complex image ``[B, H, W]`` to its complex64 correction ``[B, H, W]``.
+
+    ``train=True`` with ``dropout > 0`` needs a ``'dropout'`` RNG.
+    """
     h = complex_to_channels(x)
     for layer in range(self.depth - 1):
       h = nn.relu(nn.Conv(self.width, (3, 3), padding=1, name=f"conv_{layer}")(h))
+      # 2D dropout, as in the U-Net: one draw per (sample, channel), shared over H, W.
+      h = nn.Dropout(self.dropout, broadcast_dims=(1, 2), deterministic=not train)(h)
     h = nn.Conv(2, (3, 3), padding=1, name=f"conv_{self.depth - 1}")(h)
     return channels_to_complex(h)
 
@@ -83,6 +92,8 @@ class MoDL(nn.Module):
     width: hidden channels of the denoiser.
     lam_init: initial data-consistency weight ``lam > 0`` (learned as ``log lam``), in the
       units of ``A^H A`` (1 ~ the identity for normalized maps and a full mask).
+    dropout: the denoiser's channel-wise dropout, in [0, 1) (0: none, the paper's
+      model); with ``train=True`` it needs a ``'dropout'`` RNG.
   """
 
   num_iters: int = 5  # K unrolled iterations.
@@ -90,6 +101,7 @@ class MoDL(nn.Module):
   depth: int = 5  # Denoiser convolutions.
   width: int = 64  # Denoiser hidden channels.
   lam_init: float = 0.05  # Initial lam.
+  dropout: float = 0.0  # Denoiser dropout (Monte-Carlo dropout); 0: none.
 
   needs_maps = True  # Not a field: MoDL always reads coil maps (see fdl.models.reconstruct).
 
@@ -98,13 +110,14 @@ class MoDL(nn.Module):
     _checks.check_positive("cg_iters", self.cg_iters)
     _checks.check_positive("depth", self.depth)
     _checks.check_positive("width", self.width)
+    _checks.check_rate("dropout", self.dropout)
     if isinstance(self.lam_init, bool) or not isinstance(self.lam_init, (int, float)) or (
         not self.lam_init > 0 or not math.isfinite(self.lam_init)):
       raise ValueError(f"lam_init must be a finite number > 0; got {self.lam_init!r}")
     super().__post_init__()
 
   def setup(self):
-    self.denoiser = ResidualDenoiser(self.depth, self.width)
+    self.denoiser = ResidualDenoiser(self.depth, self.width, self.dropout)
     self.log_lam = self.param("log_lam", nn.initializers.constant(math.log(self.lam_init)),
                               (), jnp.float32)
 
@@ -117,7 +130,6 @@ class MoDL(nn.Module):
     Returns:
       complex64 ``[B, H, W]``.
     """
-    del train  # No dropout and no batch norm: train and eval are the same.
     check_recon_inputs(kspace, mask, maps, needs_maps=True, model_name="MoDL")
     lam = jnp.exp(self.log_lam)
     rhs_data = sense_adjoint(kspace, maps, mask)  # A^H y
@@ -127,7 +139,7 @@ class MoDL(nn.Module):
 
     x = rhs_data
     for _ in range(self.num_iters):
-      z = x + self.denoiser(x)
+      z = x + self.denoiser(x, train=train)
       x = cg(normal_op, rhs_data + lam * z, x0=z, num_iters=self.cg_iters)
     return x
 
@@ -140,7 +152,8 @@ class MoDL(nn.Module):
         is nonzero are read.
       mask: real, broadcastable to ``[B, C, H, W]``.
       maps: complex64 ``[B, C, H, W]`` with ``sum_c |S_c|^2 = 1``; required.
-      train: accepted for the common signature; MoDL has no train-only behaviour.
+      train: enables the denoiser's dropout (if ``dropout > 0``; no other train-only
+        behaviour).
 
     Returns:
       float32 ``[B, H, W]``.

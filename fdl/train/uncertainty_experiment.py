@@ -4,8 +4,9 @@
 each through `fdl.train.reconstruction.train_and_evaluate` in its own
 sub-directory (a finished one is reused, an unfinished one resumes),
 
-* ``mc_dropout/``: a U-Net with channel-wise dropout ``mc_dropout.rate``;
-* ``ensemble_<k>/``, k < ``ensemble.num_members``: U-Nets with seed
+* ``mc_dropout/``: the model ``recon.model`` (a U-Net, or MoDL) with
+  channel-wise dropout ``mc_dropout.rate``;
+* ``ensemble_<k>/``, k < ``ensemble.num_members``: the same model with seed
   ``seed + k`` (one seed draws the data, the split and the initial weights,
   so the members also saw different simulated volumes);
 
@@ -67,6 +68,8 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   recon.center_fraction = 0.125
   recon.unet = ml_collections.ConfigDict(dict(
       base_channels=4, num_pools=2, dropout=0.0, input_mode="complex"))
+  recon.modl = ml_collections.ConfigDict(dict(
+      num_iters=2, cg_iters=2, depth=2, width=4, lam_init=0.05, dropout=0.0))
   recon.num_epochs = 2
   recon.batch_size = 2
   recon.cg_iters = 3
@@ -81,10 +84,13 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return config
 
 
+DROPOUT_MODELS = ("unet", "modl")  # the reconstruction models with a dropout field
+
+
 def _check_config(config: ml_collections.ConfigDict) -> None:
-  if config.recon.model != "unet":
-    raise ValueError("config.recon.model must be 'unet' (the model with dropout); got "
-                     f"{config.recon.model!r}")
+  if config.recon.model not in DROPOUT_MODELS:
+    raise ValueError(f"config.recon.model must be one of {DROPOUT_MODELS} (the models "
+                     f"with dropout); got {config.recon.model!r}")
   if not 0 < config.mc_dropout.rate < 1:
     raise ValueError(f"config.mc_dropout.rate must be in (0, 1); got "
                      f"{config.mc_dropout.rate!r}")
@@ -104,19 +110,27 @@ def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
       for k in range(int(config.ensemble.num_members))]:
     run_config = ml_collections.ConfigDict(config.recon.to_dict())
     run_config.seed = int(seed)
-    run_config.unet.dropout = float(rate)
+    run_config[run_config.model].dropout = float(rate)
     runs[name] = run_config
   return runs
 
 
 def _finished(workdir: str, run_config: ml_collections.ConfigDict) -> bool:
-  """Whether `workdir` holds a finished run of exactly `run_config`."""
+  """Whether `workdir` holds a finished run of exactly `run_config`.
+
+  Raises:
+    ValueError: `workdir` holds a run of another config, which
+      `train_and_evaluate` would resume from its checkpoint.
+  """
   paths = [os.path.join(workdir, n) for n in ("config.json", "summary.json")]
-  if not all(os.path.exists(p) for p in paths):
+  if not os.path.exists(paths[0]):
     return False
   with open(paths[0], encoding="utf-8") as f:
     saved = json.load(f)
-  return saved == json.loads(json.dumps(run_config.to_dict(), default=str))
+  if saved != json.loads(json.dumps(run_config.to_dict(), default=str)):
+    raise ValueError(f"{workdir} holds a run of another config; its checkpoints would "
+                     "be resumed. Use a new --workdir (or delete that directory).")
+  return os.path.exists(paths[1])
 
 
 def _full_test_volumes(run_config, tests: list[dict]) -> list[data.Volume]:
@@ -194,8 +208,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if _finished(subdir, run_config):
       continue
     if is_writer():
-      print(f"training {name} (seed {run_config.seed}, dropout "
-            f"{run_config.unet.dropout:g}) in {subdir}", flush=True)
+      print(f"training {name} ({run_config.model}, seed {run_config.seed}, dropout "
+            f"{run_config[run_config.model].dropout:g}) in {subdir}", flush=True)
     if reconstruction.train_and_evaluate(run_config, subdir).get("interrupted"):
       return {"interrupted": True}
   train_seconds = time.perf_counter() - start
@@ -277,6 +291,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "test": {name: _mean_scores(values) for name, values in scores.items()},
       "runs": {"mc_dropout": "mc_dropout",
                "ensemble": [n for n in runs if n.startswith("ensemble_")]},
+      "model": config.recon.model,
       "mc_dropout": {"rate": config.mc_dropout.rate,
                      "num_samples": config.mc_dropout.num_samples},
       "ensemble": {"num_members": len(members),
@@ -292,12 +307,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     plot_calibration(os.path.join(workdir, "calibration.png"), calibration, correlation)
     plot_uncertainty_maps(os.path.join(workdir, "uncertainty_maps.png"), refs["target"][pick],
                           {m: (images[m]["mean"][pick], images[m]["std"][pick])
-                           for m in METHODS}, correlation)
+                           for m in METHODS}, correlation,
+                          title=f"test slice {pick}; r: error-std correlation over all "
+                                f"{refs['target'].shape[0]} test slices")
     plot_lesion_probe(os.path.join(workdir, "lesion_probe.png"),
                       refs["target_lesion"][pick], refs["disc"][pick],
                       {m: {k: v[pick] for k, v in images[m].items()} for m in METHODS},
                       {m: {k: v[pick] for k, v in probe[m]["per_slice"].items()}
-                       for m in METHODS})
+                       for m in METHODS},
+                      title=f"lesion probe, test slice {pick} (numbers: this slice; "
+                            f"summary.json: means over {refs['target'].shape[0]} slices)")
   write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
 
@@ -347,7 +366,7 @@ def plot_calibration(path: str, calibration: dict, correlation: dict) -> None:
 
 def plot_uncertainty_maps(path: str, reference: np.ndarray,
                           results: dict[str, tuple[np.ndarray, np.ndarray]],
-                          correlation: dict) -> None:
+                          correlation: dict, *, title: str = "") -> None:
   """Per method: reference, mean reconstruction, |error| and std of one slice."""
   plt = _pyplot()
   fig, axes = plt.subplots(len(results), 4, figsize=(10, 2.7 * len(results)),
@@ -368,13 +387,16 @@ def plot_uncertainty_maps(path: str, reference: np.ndarray,
   for ax in axes.ravel():
     ax.set_xticks([])
     ax.set_yticks([])
-  fig.tight_layout()
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout(rect=(0, 0, 1, 0.96 if title else 1))
   fig.savefig(path, dpi=100)
   plt.close(fig)
 
 
 def plot_lesion_probe(path: str, reference_lesion: np.ndarray, disc: np.ndarray,
-                      results: dict[str, dict[str, np.ndarray]], probe: dict) -> None:
+                      results: dict[str, dict[str, np.ndarray]], probe: dict, *,
+                      title: str = "") -> None:
   """Per method: the lesion's reference, reconstruction, effect and std maps."""
   plt = _pyplot()
   fig, axes = plt.subplots(len(results), 5, figsize=(12.5, 2.8 * len(results)),
@@ -403,6 +425,8 @@ def plot_lesion_probe(path: str, reference_lesion: np.ndarray, disc: np.ndarray,
   for ax in axes.ravel():
     ax.set_xticks([])
     ax.set_yticks([])
-  fig.tight_layout()
+  if title:
+    fig.suptitle(title, fontsize=9)
+  fig.tight_layout(rect=(0, 0, 1, 0.96 if title else 1))
   fig.savefig(path, dpi=100)
   plt.close(fig)
