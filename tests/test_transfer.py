@@ -174,3 +174,34 @@ def test_reconstruction_init_from_and_freeze(tmp_path):
   changed = [p for p in tuned if p not in summary["transfer"]["frozen"]
              and not np.array_equal(tuned[p], source[p])]
   assert changed
+
+
+@pytest.mark.slow
+def test_scarce_data_experiment_smoke(tmp_path):
+  """The scarce-data experiment at smoke sizes: table, figure, equal budgets."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  from conftest import REPO_DIR  # pylint: disable=g-import-not-at-top
+  from fdl.train import scarce_data  # pylint: disable=g-import-not-at-top
+  spec = importlib.util.spec_from_file_location(
+      "scarce_cfg", os.path.join(REPO_DIR, "experiments", "configs", "scarce_data.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config("smoke")
+  summary = scarce_data.run(config, str(tmp_path))
+  rows = {(r["n"], r["method"]): r for r in summary["results"]}
+  assert set(rows) == {(n, m) for n in config.train_sizes for m in config.methods}
+  for r in summary["results"] + summary["reference"]:
+    assert 0 < r["ssim"] <= 1 and r["nmse"] > 0 and np.isfinite(r["psnr"])
+  assert [r["method"] for r in summary["reference"]] == [
+      "pretrained", "zero_filled", "cg_sense", "cs_wavelet"]
+  for run in summary["runs"]:
+    assert run["train_slices"] == run["n"]
+    if run["method"] == "finetune":
+      assert run["transfer"]["num_copied"] > 0 and run["transfer"]["num_skipped"] == 0
+  for n in config.train_sizes:
+    assert len({r["steps"] for r in summary["runs"] if r["n"] == n}) == 1
+  assert os.path.getsize(tmp_path / "ssim_vs_n.png") > 0
+  with open(tmp_path / "summary.json", encoding="utf-8") as f:
+    assert json.load(f)["results"] == json.loads(json.dumps(summary["results"]))
