@@ -29,7 +29,8 @@ changed through the coil maps, then under-sampled with the slice's own mask).
   (``kept_fraction``, ``spill``, ``std_disc_over_ring``, ...);
 * ``test``: NMSE / PSNR / SSIM (means over test slices) of the dropout model
   run deterministically, the MC mean, the ensemble mean and each member;
-* ``runs``, ``num_test_slices``, ``num_object_pixels``, ``seconds``.
+* ``runs``, ``num_test_slices``, ``num_object_pixels``, ``seconds`` (``train``:
+  this invocation; ``per_run``: each run's training, from its summary).
 
 Figures: ``calibration.png``, ``uncertainty_maps.png`` (reference,
 reconstruction, ``|error|``, std per method) and ``lesion_probe.png``.
@@ -185,6 +186,11 @@ def _with_lesions(config, run_config, test: dict, volume: data.Volume) -> dict:
           "disc": discs, "ring": rings, "centres": centres, "value": value}
 
 
+def _run_seconds(workdir: str) -> float | None:
+  with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
+    return json.load(f).get("train_seconds_this_run")
+
+
 def _mean_scores(per_volume: list[dict]) -> dict:
   return {k: float(np.mean(np.concatenate([v[k] for v in per_volume])))
           for k in reconstruction.SCORES}
@@ -300,7 +306,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "std_ddof": ddof,
       "num_test_slices": int(refs["target"].shape[0]),
       "num_object_pixels": int(refs["inside"].sum()),
-      "seconds": {"train": train_seconds, "evaluate": evaluate_seconds},
+      # train: this invocation (0 when every run was reused); per_run: each run's
+      # training as its summary.json records it.
+      "seconds": {"train": train_seconds, "evaluate": evaluate_seconds,
+                  "per_run": {name: _run_seconds(os.path.join(workdir, name))
+                              for name in runs}},
   }
   if is_writer():
     pick = min(int(config.figure_slice), refs["target"].shape[0] - 1)
@@ -369,7 +379,7 @@ def plot_uncertainty_maps(path: str, reference: np.ndarray,
                           correlation: dict, *, title: str = "") -> None:
   """Per method: reference, mean reconstruction, |error| and std of one slice."""
   plt = _pyplot()
-  fig, axes = plt.subplots(len(results), 4, figsize=(10, 2.7 * len(results)),
+  fig, axes = plt.subplots(len(results), 4, figsize=(10, 2.8 * len(results) + 0.3),
                            squeeze=False)
   vmax = float(reference.max())
   for row, (method, (mean, std)) in zip(axes, results.items()):
@@ -381,9 +391,9 @@ def plot_uncertainty_maps(path: str, reference: np.ndarray,
               (std, "magma", float(np.percentile(std, 99.5)) or 1.0,
                f"std (0 to {float(np.percentile(std, 99.5)):.3f}), "
                f"r = {correlation[method]:.2f}")]
-    for ax, (image, cmap, top, title) in zip(row, panels):
+    for ax, (image, cmap, top, label) in zip(row, panels):
       ax.imshow(image, cmap=cmap, vmin=0, vmax=top)
-      ax.set_title(title, fontsize=8)
+      ax.set_title(label, fontsize=8)
   for ax in axes.ravel():
     ax.set_xticks([])
     ax.set_yticks([])
@@ -399,7 +409,7 @@ def plot_lesion_probe(path: str, reference_lesion: np.ndarray, disc: np.ndarray,
                       title: str = "") -> None:
   """Per method: the lesion's reference, reconstruction, effect and std maps."""
   plt = _pyplot()
-  fig, axes = plt.subplots(len(results), 5, figsize=(12.5, 2.8 * len(results)),
+  fig, axes = plt.subplots(len(results), 5, figsize=(12.5, 3.1 * len(results) + 0.3),
                            squeeze=False)
   vmax = float(reference_lesion.max())
   rows, cols = np.nonzero(disc)
@@ -417,11 +427,11 @@ def plot_lesion_probe(path: str, reference_lesion: np.ndarray, disc: np.ndarray,
          f"std with lesion\ndisc/ring {p['std_disc_over_ring']:.2f}"),
         (maps["std"], "magma", 0, std_top, "std without lesion"),
     ]
-    for ax, (image, cmap, low, top, title) in zip(row, panels):
+    for ax, (image, cmap, low, top, label) in zip(row, panels):
       ax.imshow(image, cmap=cmap, vmin=low, vmax=top)
       ax.add_patch(plt.Circle((centre[1], centre[0]), radius + 1.5, fill=False,
                               color="cyan", lw=0.8, ls=":"))
-      ax.set_title(title, fontsize=8)
+      ax.set_title(label, fontsize=8)
   for ax in axes.ravel():
     ax.set_xticks([])
     ax.set_yticks([])
