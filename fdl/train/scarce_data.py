@@ -41,6 +41,7 @@ import time
 
 import jax
 import ml_collections
+import numpy as np
 
 from fdl.train import reconstruction
 from fdl.train.metric_writer import is_writer, write_json
@@ -225,7 +226,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   }
   if is_writer():
     plot(results, reference, os.path.join(workdir, "ssim_vs_n.png"),
-         title=_title(config, base, test["num_slices"]))
+         title=_title(config, base, test["num_slices"]),
+         num_test_slices=test["num_slices"])
     print(format_rows(reference + results), flush=True)
   write_json(os.path.join(workdir, "summary.json"), out)
   return out
@@ -252,31 +254,53 @@ def format_rows(rows: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def plot(results: list[dict], reference: list[dict], path: str, title: str = "") -> None:
-  """Test SSIM (mean ± std over test slices) against N, log axis; N = 0 rows as lines."""
+def plot(results: list[dict], reference: list[dict], path: str, title: str = "",
+         num_test_slices: int | None = None) -> None:
+  """Test SSIM against N (log axis) per method; the N = 0 rows as horizontal lines.
+
+  Error bars are the standard error of the mean over the test slices (std /
+  sqrt(num_test_slices)); without `num_test_slices`, the std. The y axis
+  spans the learned methods; reference lines below it are listed in a note.
+  """
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
+  spread = 1.0 / np.sqrt(num_test_slices) if num_test_slices else 1.0
   fig, ax = plt.subplots(figsize=(7, 4.8))
-  for k, method in enumerate(dict.fromkeys(r["method"] for r in results)):
+  methods = list(dict.fromkeys(r["method"] for r in results))
+  for k, method in enumerate(methods):
     rows = sorted((r for r in results if r["method"] == method), key=lambda r: r["n"])
-    ax.errorbar([r["n"] for r in rows], [r["ssim"] for r in rows],
-                yerr=[r["ssim_std"] for r in rows], fmt="o-", capsize=3,
+    # A small multiplicative offset per method keeps the error bars apart.
+    shift = 1.0 + 0.04 * (k - (len(methods) - 1) / 2)
+    ax.errorbar([r["n"] * shift for r in rows], [r["ssim"] for r in rows],
+                yerr=[r["ssim_std"] * spread for r in rows], fmt="o-", capsize=3,
                 color=f"C{k}", label=LABELS[method])
-  styles = {"pretrained": ("k", "--"), "cs_wavelet": ("0.45", ":"),
-            "zero_filled": ("0.7", ":"), "cg_sense": ("0.55", "-.")}
-  for r in reference:
-    color, style = styles[r["method"]]
-    ax.axhline(r["ssim"], color=color, ls=style, lw=1.2, label=f"{LABELS[r['method']]}")
+  lows = [r["ssim"] - r["ssim_std"] * spread for r in results]
+  highs = [r["ssim"] + r["ssim_std"] * spread for r in results]
+  shown = [r for r in reference if r["method"] == "pretrained"]
+  lows += [r["ssim"] for r in shown]
+  highs += [r["ssim"] for r in shown]
+  margin = 0.15 * (max(highs) - min(lows))
+  bottom, top = min(lows) - margin, max(highs) + margin
+  for r in shown:
+    ax.axhline(r["ssim"], color="k", ls="--", lw=1.2, label=LABELS[r["method"]])
+  below = [f"{LABELS[r['method']]} {r['ssim']:.3f}" for r in reference
+           if r["method"] != "pretrained" and r["ssim"] < bottom]
+  if below:
+    ax.text(0.99, 0.02, "below the axis: " + ", ".join(below), transform=ax.transAxes,
+            ha="right", va="bottom", fontsize=7, color="0.35")
+  ax.set_ylim(bottom, top)
   ax.set_xscale("log")
   sizes = sorted({r["n"] for r in results})
   ax.set_xticks(sizes)
   ax.set_xticklabels([str(n) for n in sizes])
+  ax.minorticks_off()
   ax.set_xlabel("N: training slices of the target distribution")
-  ax.set_ylabel("test SSIM (mean ± std over test slices)")
+  ax.set_ylabel("test SSIM" + (f" (mean ± s.e. over {num_test_slices} test slices)"
+                               if num_test_slices else " (mean ± std over test slices)"))
   ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
+  ax.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 0.07))
   ax.set_title(title, fontsize=9)
   fig.tight_layout()
   fig.savefig(path, dpi=110)
