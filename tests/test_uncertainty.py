@@ -306,8 +306,8 @@ def test_experiment_smoke_end_to_end(tmp_path):
   workdir = str(tmp_path / "uncertainty")
   result = subprocess.run(
       [PYTHON, os.path.join(REPO_DIR, "experiments", "uncertainty.py"), "--config",
-       os.path.join(REPO_DIR, "experiments", "configs", "uncertainty.py:smoke"),
-       "--workdir", workdir], capture_output=True, text=True, timeout=900,
+       os.path.join(REPO_DIR, "experiments", "configs", "uncertainty.py"),
+       "--config.smoke=True", "--workdir", workdir], capture_output=True, text=True, timeout=900,
       cwd=REPO_DIR, check=False)
   assert result.returncode == 0, result.stderr[-3000:]
   for name in ("summary.json", "calibration.png", "uncertainty_maps.png",

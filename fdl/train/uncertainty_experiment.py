@@ -67,8 +67,9 @@ def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   recon.val_volumes = 1
   recon.test_volumes = 1
   recon.center_fraction = 0.125
+  # One pool: the U-Net's compilation dominates a smoke run (about 40 % less).
   recon.unet = ml_collections.ConfigDict(dict(
-      base_channels=4, num_pools=2, dropout=0.0, input_mode="complex"))
+      base_channels=4, num_pools=1, dropout=0.0, input_mode="complex"))
   recon.modl = ml_collections.ConfigDict(dict(
       num_iters=2, cg_iters=2, depth=2, width=4, lam_init=0.05, dropout=0.0))
   recon.num_epochs = 2
