@@ -189,6 +189,7 @@ def test_scarce_data_experiment_smoke(tmp_path):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   config = module.get_config("smoke")
+  config.compilation_cache = False  # a process-wide setting: leave pytest's alone
   summary = scarce_data.run(config, str(tmp_path))
   rows = {(r["n"], r["method"]): r for r in summary["results"]}
   assert set(rows) == {(n, m) for n in config.train_sizes for m in config.methods}
