@@ -7,9 +7,12 @@ Pretrains MoDL on simulated 8-coil k-space at 30 dB (random-ellipse
 phantoms), then trains on N = 5, 20, 100 slices of a different acquisition (a
 4-coil array at 20 dB, other phantoms of the same family): from scratch, from
 scratch with augmentation, and fine-tuned from the pretrained weights, all
-with the same optimizer-step budget (700) and the same 20 test slices. About
-10 minutes on two (shared) CPU cores. ``--config.smoke=True`` (or ``:smoke``)
-runs N = 2, 4 at smoke sizes in a few minutes, for tests.
+with the same optimizer-step budget (700) and the same 20 test slices.
+Measured here on two shared CPU cores: about 1 min of pretraining and 6.5 min
+for the nine other runs. Result: fine-tuning beats scratch at N = 5 (SSIM
+0.799 vs 0.788); at N = 20 and 100 the two are within 0.003 SSIM; the
+rotation/scaling augmentation lowers SSIM. ``--config.smoke=True`` (or
+``:smoke``) runs N = 2, 4 at smoke sizes in 1-3 minutes, for tests.
 """
 
 import importlib.util
