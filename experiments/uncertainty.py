@@ -8,14 +8,13 @@ each method; everything is in ``<workdir>/summary.json`` and the figures next to
 """
 
 import json
-import os
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 import jax
 
-from fdl.train import uncertainty_experiment
+from fdl.train import config_files, uncertainty_experiment
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
                                           lock_config=True)
@@ -31,8 +30,7 @@ def main(argv):
   if _CONFIG.value.compilation_cache:
     # The runs share their networks' shapes: compiled steps are reused across runs
     # (and reruns) instead of compiled again, which dominates small CPU runs.
-    jax.config.update("jax_compilation_cache_dir",
-                      os.path.join(os.path.abspath(_WORKDIR.value), "jax_cache"))
+    config_files.use_compilation_cache(_WORKDIR.value)
   summary = uncertainty_experiment.run(_CONFIG.value, _WORKDIR.value)
   if summary.get("interrupted"):
     print("interrupted; run the same command again to resume")

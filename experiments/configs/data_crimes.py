@@ -10,18 +10,17 @@ scored against the matching processed reference. ``--config.smoke=True`` (or
 ``:smoke``) runs two settings of each kind at smoke sizes, for tests.
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
+from fdl.train import config_files
+
 
 def _recon_config(arg=None) -> ml_collections.ConfigDict:
+  """The learned-reconstruction config next to this file, `get_config(arg)`."""
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
-  spec = importlib.util.spec_from_file_location("mri_recon_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_files.load_config(path, arg)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

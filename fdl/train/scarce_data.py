@@ -39,11 +39,10 @@ import math
 import os
 import time
 
-import jax
 import ml_collections
 import numpy as np
 
-from fdl.train import reconstruction
+from fdl.train import config_files, reconstruction
 from fdl.train.metric_writer import is_writer, write_json
 
 METHODS = ("scratch", "finetune", "scratch_augment")
@@ -163,12 +162,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   write_json(os.path.join(workdir, "config.json"), config.to_dict())
   if config.get("compilation_cache"):
-    # Every run builds new jitted closures of the same computations (state
-    # init, eval step, arms sharing a schedule); XLA's persistent cache keys on
-    # the program, so they compile once (takes effect before the first compile).
-    jax.config.update("jax_compilation_cache_dir",
-                      os.path.abspath(os.path.join(workdir, "jax_cache")))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    # The arms compile the same programs (state init, steps); once is enough.
+    config_files.use_compilation_cache(workdir)
   start = time.perf_counter()
   pretrain_dir = os.path.join(workdir, "pretrain")
   if is_writer():
