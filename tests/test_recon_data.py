@@ -385,3 +385,23 @@ def test_bad_load_arguments_raise_naming_them():
   with pytest.raises(ValueError, match="center_fraction"):
     data.load_volumes("simulated", seed=0, num_volumes=1, slices_per_volume=1,
                       center_fraction=0.0)
+
+
+def test_acquire_uses_the_given_masks_and_keeps_the_test_split_sealed(volumes):
+  p = make_pipeline(volumes, batch_size=2)
+  ids = p.train_order(0)[:2]
+  masks = np.zeros((2, 1, 1, 20), np.float32)
+  masks[0, ..., 3:9] = 1
+  masks[1, ..., ::2] = 1
+  batch = p.acquire("train", ids, masks)
+  np.testing.assert_array_equal(batch["mask"], masks)
+  train = {v.name: v for v in volumes}
+  ordered = [(name, s) for name in p.split_names("train") for s in range(2)]
+  for row, slice_id in enumerate(ids):
+    name, s = ordered[slice_id]
+    np.testing.assert_array_equal(batch["kspace"][row], train[name].kspace[s] * masks[row])
+    np.testing.assert_array_equal(batch["target"][row], train[name].target[s])
+  with pytest.raises(ValueError, match="test split is sealed"):
+    p.acquire("test", ids, masks)
+  with pytest.raises(ValueError, match=r"masks must be \[2, 1, 1, 20\]"):
+    p.acquire("train", ids, masks[:, 0])

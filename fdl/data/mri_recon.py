@@ -276,6 +276,29 @@ class ReconPipeline:
 
   # -- internals -----------------------------------------------------------------
 
+  def acquire(self, split: str, ids: np.ndarray, masks: np.ndarray) -> dict:
+    """Slices `ids` of ``"train"`` or ``"val"`` under-sampled with masks of one's choice.
+
+    For training schemes that fix their own acquisitions (self-supervised
+    learning keeps one mask per slice), with no augmentation.
+
+    Args:
+      split: ``"train"`` or ``"val"`` (the test split stays sealed).
+      ids: int ``[b]`` slice indices within the split (as `train_order`).
+      masks: float32 ``[b, *mask_shape]``.
+
+    Returns:
+      A batch dict as `train_batches` gives, ``target`` included.
+    """
+    if split not in ("train", "val"):
+      raise ValueError(f"split must be 'train' or 'val' (the test split is sealed); "
+                       f"got {split!r}")
+    masks = np.asarray(masks, np.float32)
+    if masks.shape != (len(ids), *self.mask_shape):
+      raise ValueError(f"masks must be [{len(ids)}, {', '.join(map(str, self.mask_shape))}]"
+                       f" (one per id); got {masks.shape}")
+    return self._batch(split, np.asarray(ids), masks)
+
   def _batch(self, split: str, ids: np.ndarray, masks: np.ndarray,
              augment_epoch: int | None = None) -> dict:
     volume_ids, slice_ids = (table[ids] for table in self._slices[split])

@@ -159,9 +159,9 @@ def _acquired(pipeline: data.ReconPipeline, split: str, ids: np.ndarray,
   `ReconPipeline.train_batches` draws a fresh mask per epoch (augmentation for
   supervised training); a self-supervised run must instead see one fixed acquisition
   per slice (SSDU) or the data of one band (K-band), so the slices are read here with
-  masks chosen by this module, through the pipeline's own batch assembly.
+  masks chosen by this module (`ReconPipeline.acquire`).
   """
-  batch = pipeline._batch(split, ids, masks)  # pylint: disable=protected-access
+  batch = pipeline.acquire(split, ids, masks)
   del batch["target"]
   return batch
 
