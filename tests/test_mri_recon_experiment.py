@@ -164,3 +164,26 @@ def test_two_devices_train_the_same_model_as_one(modl_run, tmp_path):
     np.testing.assert_allclose(two["test"]["model"][score],
                                summary["test"]["model"][score], rtol=1e-4)
   np.testing.assert_allclose(two["train_loss"], summary["train_loss"], rtol=1e-4)
+
+
+def test_init_seed_draws_the_weights_apart_from_the_data_seed():
+  """Deep-ensemble members: same data (seed), own initial weights (init_seed)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  config = _config(model="modl")
+  model = reconstruction.create_model(config)
+  specs = (jax.ShapeDtypeStruct((1, 4, 40, 36), np.complex64),
+           jax.ShapeDtypeStruct((1, 1, 1, 36), np.float32),
+           jax.ShapeDtypeStruct((1, 4, 40, 36), np.complex64))
+
+  def params(**overrides):
+    c = _config(model="modl", **overrides)
+    state, _ = reconstruction._create_state(c, model, 2, specs)  # pylint: disable=protected-access
+    return jax.tree.leaves(state.params)
+
+  default, same, other = params(), params(init_seed=0), params(init_seed=1)
+  for a, b in zip(default, same):
+    np.testing.assert_array_equal(a, b)  # init_seed = seed: the default weights
+  assert any(not np.array_equal(a, b) for a, b in zip(default, other))
+  reseeded = params(seed=1)
+  for a, b in zip(other, reseeded):
+    np.testing.assert_array_equal(a, b)  # weights follow init_seed, not the data seed

@@ -324,6 +324,6 @@ def test_experiment_smoke_end_to_end(tmp_path):
     assert np.isfinite(probe["kept_fraction"]) and probe["std_disc"] >= 0
     assert probe["reference_contrast"] > 0  # a bright lesion
   assert summary["num_test_slices"] == 2
-  assert summary["ensemble"]["seeds"] == [0, 1]
+  assert summary["ensemble"]["init_seeds"] == [0, 1]
   assert set(summary["test"]) >= {"dropout_model", "mc_dropout_mean", "ensemble_mean"}
   assert '"error_std_correlation"' in result.stdout

@@ -16,7 +16,8 @@ from fdl.train import reconstruction
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.seed = 0
+  config.seed = 0  # data, split, masks, shuffling and (unless init_seed) weights
+  config.init_seed = -1  # >= 0: the initial weights' own seed (ensembles)
   config.smoke = arg == "smoke"
 
   # Data: "simulated" (random ellipse phantoms, Biot-Savart loop coils) or a

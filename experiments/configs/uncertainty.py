@@ -4,9 +4,9 @@
       --workdir runs/uncertainty
 
 trains one U-Net with dropout (``mc_dropout/``) and `ensemble.num_members`
-U-Nets with seeds ``seed, seed + 1, ...`` (``ensemble_<k>/``), each through
-`fdl.train.reconstruction.train_and_evaluate`, then on the test split of the
-``seed`` run writes ``summary.json`` (error-std correlation, calibration,
+U-Nets on the same data from initial weights of ``init_seed = seed, seed + 1,
+...`` (``ensemble_<k>/``), each through
+`fdl.train.reconstruction.train_and_evaluate`, then on the shared test split writes ``summary.json`` (error-std correlation, calibration,
 lesion probe), ``calibration.png``, ``uncertainty_maps.png`` and
 ``lesion_probe.png``. About 6 minutes on two (shared) CPU cores at these sizes:
 error-std correlation 0.50 (MC dropout) and 0.47 (ensemble), both std maps too
@@ -71,10 +71,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # Monte-Carlo dropout: one U-Net trained with channel-wise dropout, sampled
   # `num_samples` times with train=True.
   config.mc_dropout = ml_collections.ConfigDict(dict(rate=0.1, num_samples=20))
-  # Deep ensemble: members trained with dropout `dropout` and seeds seed + k.
-  # train_and_evaluate has one seed for data, split and initialization, so each
-  # member also draws its own simulated volumes; all are tested on the seed
-  # run's test volumes, which no member trained on.
+  # Deep ensemble: members trained with dropout `dropout` on the same data, split
+  # and masks (seed), from initial weights drawn with init_seed = seed + k.
   config.ensemble = ml_collections.ConfigDict(dict(num_members=3, dropout=0.0))
 
   # Scoring: the object is target > object_threshold * volume maximum.

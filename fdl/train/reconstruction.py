@@ -159,7 +159,11 @@ def _create_state(config, model, steps_per_epoch: int, specs, mesh=None):
   tx = make_optimizer(
       config.optimizer, schedule, weight_decay=config.weight_decay,
       grad_clip_norm=config.grad_clip_norm if config.grad_clip_norm > 0 else None)
-  state = create_train_state(model, tx, example_inputs=specs, seed=config.seed,
+  # init_seed >= 0 draws the initial parameters (and the state's RNG) apart from the
+  # data's seed: deep-ensemble members share data, split and masks, not weights.
+  init_seed = config.get("init_seed", -1)
+  state = create_train_state(model, tx, example_inputs=specs,
+                             seed=config.seed if init_seed < 0 else int(init_seed),
                              mesh=mesh)
   if config.get("freeze"):
     # Zero updates for the matching parameters (optax.multi_transform).

@@ -6,11 +6,11 @@ sub-directory (a finished one is reused, an unfinished one resumes),
 
 * ``mc_dropout/``: the model ``recon.model`` (a U-Net, or MoDL) with
   channel-wise dropout ``mc_dropout.rate``;
-* ``ensemble_<k>/``, k < ``ensemble.num_members``: the same model with seed
-  ``seed + k`` (one seed draws the data, the split and the initial weights,
-  so the members also saw different simulated volumes);
+* ``ensemble_<k>/``, k < ``ensemble.num_members``: the same model on the same
+  data, split and masks (``seed``), from initial weights of ``init_seed =
+  seed + k``;
 
-then, on the test volumes of the ``seed`` run (which no run trained on),
+then, on the shared test volumes (which no run trained on),
 computes mean and std maps by `fdl.train.uncertainty.mc_dropout` and
 `~fdl.train.uncertainty.ensemble`, the error-std correlation and the
 calibration over the object's pixels, and the hallucination probe: a bright
@@ -107,11 +107,14 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
 def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
   """The `train_and_evaluate` config of every run, by sub-directory name."""
   runs = {}
-  for name, seed, rate in [("mc_dropout", config.seed, config.mc_dropout.rate)] + [
+  # Ensemble members share the data (config.seed) and differ in their initial
+  # weights and dropout/step RNG (init_seed = seed + k).
+  for name, init_seed, rate in [("mc_dropout", config.seed, config.mc_dropout.rate)] + [
       (f"ensemble_{k}", config.seed + k, config.ensemble.dropout)
       for k in range(int(config.ensemble.num_members))]:
     run_config = ml_collections.ConfigDict(config.recon.to_dict())
-    run_config.seed = int(seed)
+    run_config.seed = int(config.seed)
+    run_config.init_seed = int(init_seed)
     run_config[run_config.model].dropout = float(rate)
     runs[name] = run_config
   return runs
@@ -215,7 +218,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if _finished(subdir, run_config):
       continue
     if is_writer():
-      print(f"training {name} ({run_config.model}, seed {run_config.seed}, dropout "
+      print(f"training {name} ({run_config.model}, init_seed {run_config.init_seed}, dropout "
             f"{run_config[run_config.model].dropout:g}) in {subdir}", flush=True)
     if reconstruction.train_and_evaluate(run_config, subdir).get("interrupted"):
       return {"interrupted": True}
@@ -302,7 +305,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "mc_dropout": {"rate": config.mc_dropout.rate,
                      "num_samples": config.mc_dropout.num_samples},
       "ensemble": {"num_members": len(members),
-                   "seeds": [runs[n].seed for n in runs if n.startswith("ensemble_")],
+                   "init_seeds": [runs[n].init_seed for n in runs
+                                  if n.startswith("ensemble_")],
                    "dropout": config.ensemble.dropout},
       "std_ddof": ddof,
       "num_test_slices": int(refs["target"].shape[0]),
