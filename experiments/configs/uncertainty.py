@@ -8,9 +8,9 @@ U-Nets on the same data from initial weights of ``init_seed = seed, seed + 1,
 ...`` (``ensemble_<k>/``), each through
 `fdl.train.reconstruction.train_and_evaluate`, then on the shared test split writes ``summary.json`` (error-std correlation, calibration,
 lesion probe), ``calibration.png``, ``uncertainty_maps.png`` and
-``lesion_probe.png``. About 6 minutes on two (shared) CPU cores at these sizes:
-error-std correlation 0.50 (MC dropout) and 0.47 (ensemble), both std maps too
-small (|error| <= 1 std for 47 % and 37 % of pixels, 68 % if calibrated).
+``lesion_probe.png``. About 4-6 minutes on two CPU cores at these sizes:
+error-std correlation 0.50 (MC dropout) and 0.46 (ensemble), both std maps too
+small (|error| <= 1 std for 47 % and 33 % of pixels, 68 % if calibrated).
 
 ``--config experiments/configs/uncertainty.py:smoke`` or ``--config.smoke=True``
 shrinks everything (`fdl.train.uncertainty_experiment.apply_smoke`) to a run of
