@@ -25,7 +25,7 @@ import time
 
 import ml_collections
 
-from fdl.train import reconstruction
+from fdl.train import figures, reconstruction
 from fdl.train.metric_writer import is_writer, write_json
 
 SERIES = ("zero_pad_factor", "jpeg_quality")
@@ -152,9 +152,7 @@ def plot(results: list[dict], path: str, title: str = "") -> None:
   Two rows (SSIM, NMSE) and one column per series present; the JPEG axis runs
   from high to low quality, so that processing increases to the right in both.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = figures.pyplot()
 
   series = [s for s in SERIES if any(s in r for r in results)]
   methods = list(dict.fromkeys(r["method"] for r in results))

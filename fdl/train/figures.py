@@ -7,11 +7,28 @@ from typing import Sequence
 import numpy as np
 
 
-def _pyplot():
+def pyplot():
+  """`matplotlib.pyplot` on the Agg backend (files only; no display needed)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   return plt
+
+
+
+def save_image_grid(fig, axes, path: str, title: str = "", *, fontsize: float = 9,
+                    dpi: int = 100) -> None:
+  """Finishes a grid of image panels: no ticks, the title above, saved, closed."""
+  plt = pyplot()
+  for ax in np.ravel(axes):
+    ax.set_xticks([])
+    ax.set_yticks([])
+  if title:
+    fig.suptitle(title, fontsize=fontsize)
+  # Leave the top strip to the title instead of letting it cover the first row.
+  fig.tight_layout(rect=(0, 0, 1, 0.96 if title else 1))
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
 
 
 def plot_learning_curves(history: Sequence[dict], path: str,
@@ -24,7 +41,7 @@ def plot_learning_curves(history: Sequence[dict], path: str,
     path: output PNG.
     metrics: metric names without prefix.
   """
-  plt = _pyplot()
+  plt = pyplot()
   epochs = np.asarray([h["epoch"] for h in history]) + 1
   fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 4),
                            squeeze=False)
@@ -61,7 +78,7 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray,
 def plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str],
                           path: str, title: str = "") -> None:
   """Row-normalized confusion matrix with the counts written in each cell."""
-  plt = _pyplot()
+  plt = pyplot()
   matrix = np.asarray(matrix)
   n = len(class_names)
   rows = matrix.sum(1, keepdims=True)
@@ -104,7 +121,7 @@ def plot_reconstruction_grid(path: str, reference: np.ndarray,
     error_contrast: how much the error maps are brightened.
   """
   from fdl.mri.metrics import slice_metrics  # pylint: disable=g-import-not-at-top
-  plt = _pyplot()
+  plt = pyplot()
   reference = np.asarray(reference, np.float32)
   num_slices, cols = reference.shape[0], 1 + len(images)
   fig, axes = plt.subplots(2 * num_slices, cols, figsize=(2.6 * cols, 5.4 * num_slices),
@@ -124,12 +141,4 @@ def plot_reconstruction_grid(path: str, reference: np.ndarray,
       err_row[j].imshow(np.abs(image - reference[i]), cmap="magma", vmin=0,
                         vmax=vmax / error_contrast)
       err_row[j].set_title(f"|error| (x{error_contrast:g})", fontsize=8)
-  for ax in axes.ravel():
-    ax.set_xticks([])
-    ax.set_yticks([])
-  if title:
-    fig.suptitle(title, fontsize=10)
-  # Leave the top strip to the title instead of letting it cover the first row.
-  fig.tight_layout(rect=(0, 0, 1, 0.97 if title else 1))
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save_image_grid(fig, axes, path, title, fontsize=10)

@@ -42,7 +42,7 @@ import time
 import ml_collections
 import numpy as np
 
-from fdl.train import config_files, reconstruction
+from fdl.train import config_files, figures, reconstruction
 from fdl.train.metric_writer import is_writer, write_json
 
 METHODS = ("scratch", "finetune", "scratch_augment")
@@ -257,9 +257,7 @@ def plot(results: list[dict], reference: list[dict], path: str, title: str = "",
   sqrt(num_test_slices)); without `num_test_slices`, the std. The y axis
   spans the learned methods; reference lines below it are listed in a note.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt = figures.pyplot()
 
   spread = 1.0 / np.sqrt(num_test_slices) if num_test_slices else 1.0
   fig, ax = plt.subplots(figsize=(7, 4.8))

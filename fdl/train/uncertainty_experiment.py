@@ -48,7 +48,7 @@ import numpy as np
 
 from fdl import data, models
 from fdl.data.mri_volumes import estimate_coil_maps
-from fdl.train import reconstruction
+from fdl.train import figures, reconstruction
 from fdl.train import uncertainty as unc
 from fdl.train.metric_writer import is_writer, write_json
 
@@ -339,16 +339,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 # --- figures ------------------------------------------------------------------------
 
 
-def _pyplot():
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  return plt
-
 
 def plot_calibration(path: str, calibration: dict, correlation: dict) -> None:
   """Observed vs Gaussian-expected mean |error| per std bin, and the coverage curve."""
-  plt = _pyplot()
+  plt = figures.pyplot()
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
   top = 0.0
   for method, style in zip(calibration, ("o-", "s-")):
@@ -383,7 +377,7 @@ def plot_uncertainty_maps(path: str, reference: np.ndarray,
                           results: dict[str, tuple[np.ndarray, np.ndarray]],
                           correlation: dict, *, title: str = "") -> None:
   """Per method: reference, mean reconstruction, |error| and std of one slice."""
-  plt = _pyplot()
+  plt = figures.pyplot()
   fig, axes = plt.subplots(len(results), 4, figsize=(10, 2.8 * len(results) + 0.3),
                            squeeze=False)
   vmax = float(reference.max())
@@ -399,21 +393,14 @@ def plot_uncertainty_maps(path: str, reference: np.ndarray,
     for ax, (image, cmap, top, label) in zip(row, panels):
       ax.imshow(image, cmap=cmap, vmin=0, vmax=top)
       ax.set_title(label, fontsize=8)
-  for ax in axes.ravel():
-    ax.set_xticks([])
-    ax.set_yticks([])
-  if title:
-    fig.suptitle(title, fontsize=9)
-  fig.tight_layout(rect=(0, 0, 1, 0.96 if title else 1))
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  figures.save_image_grid(fig, axes, path, title)
 
 
 def plot_lesion_probe(path: str, reference_lesion: np.ndarray, disc: np.ndarray,
                       results: dict[str, dict[str, np.ndarray]], probe: dict, *,
                       title: str = "") -> None:
   """Per method: the lesion's reference, reconstruction, effect and std maps."""
-  plt = _pyplot()
+  plt = figures.pyplot()
   fig, axes = plt.subplots(len(results), 5, figsize=(12.5, 3.1 * len(results) + 0.3),
                            squeeze=False)
   vmax = float(reference_lesion.max())
@@ -437,11 +424,4 @@ def plot_lesion_probe(path: str, reference_lesion: np.ndarray, disc: np.ndarray,
       ax.add_patch(plt.Circle((centre[1], centre[0]), radius + 1.5, fill=False,
                               color="cyan", lw=0.8, ls=":"))
       ax.set_title(label, fontsize=8)
-  for ax in axes.ravel():
-    ax.set_xticks([])
-    ax.set_yticks([])
-  if title:
-    fig.suptitle(title, fontsize=9)
-  fig.tight_layout(rect=(0, 0, 1, 0.96 if title else 1))
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  figures.save_image_grid(fig, axes, path, title)
