@@ -187,3 +187,12 @@ def test_init_seed_draws_the_weights_apart_from_the_data_seed():
   reseeded = params(seed=1)
   for a, b in zip(other, reseeded):
     np.testing.assert_array_equal(a, b)  # weights follow init_seed, not the data seed
+
+
+def test_finished_summary_reuses_only_a_run_of_the_same_config(modl_run, tmp_path):
+  summary, workdir, _ = modl_run
+  reused = reconstruction.finished_summary(_config(model="modl"), workdir)
+  assert reused["test"] == json.loads(json.dumps(summary["test"]))
+  assert reconstruction.finished_summary(_config(model="modl"), str(tmp_path)) is None
+  with pytest.raises(ValueError, match=r"keys \['num_epochs'\] differ"):
+    reconstruction.finished_summary(_config(model="modl", num_epochs=3), workdir)

@@ -31,6 +31,7 @@ import numpy as np
 
 from fdl.data import provenance as prov
 from fdl.mri.coils import estimate_maps
+from fdl.mri.fft import ifft2c_host
 from fdl.mri.io import read_fastmri
 from fdl.mri import processing as mri_processing
 from fdl.mri.masks import num_low_frequencies
@@ -103,9 +104,7 @@ def rss_image(kspace: np.ndarray) -> np.ndarray:
   Returns:
     float32 ``[..., H, W]``, computed with NumPy in float64.
   """
-  k = np.asarray(kspace, np.complex128)
-  image = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)),
-                                       axes=(-2, -1), norm="ortho"), axes=(-2, -1))
+  image = ifft2c_host(np.asarray(kspace, np.complex128))
   return np.sqrt(np.sum(np.abs(image) ** 2, axis=-3)).astype(np.float32)
 
 

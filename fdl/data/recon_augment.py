@@ -42,6 +42,7 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from fdl.data.augment import affine_resample
+from fdl.mri.fft import fft2c_host, ifft2c_host
 from fdl.mri.phantoms import numpy_rng
 
 TARGET_RULES = ("transform", "rss")
@@ -177,16 +178,6 @@ def transform_images(images: np.ndarray, transform: Transform) -> np.ndarray:
   return np.ascontiguousarray(out).astype(images.dtype, copy=False)
 
 
-def _ifft2c(k: np.ndarray) -> np.ndarray:
-  return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=(-2, -1)), norm="ortho"),
-                         axes=(-2, -1))
-
-
-def _fft2c(x: np.ndarray) -> np.ndarray:
-  return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=(-2, -1)), norm="ortho"),
-                         axes=(-2, -1))
-
-
 def _crop_offsets(full: tuple[int, int], crop: tuple[int, int]) -> tuple[int, int]:
   # fastMRI's centre crop, as fdl.mri.metrics.center_crop.
   return (full[0] - crop[0]) // 2, (full[1] - crop[1]) // 2
@@ -226,8 +217,8 @@ def augment_slice(kspace: np.ndarray, maps: np.ndarray | None, target: np.ndarra
                      f"{target.shape}")
   if transform.is_identity:
     return kspace, maps, target
-  coil_images = transform_images(_ifft2c(kspace.astype(np.complex128)), transform)
-  new_kspace = _fft2c(coil_images).astype(kspace.dtype)
+  coil_images = transform_images(ifft2c_host(kspace.astype(np.complex128)), transform)
+  new_kspace = fft2c_host(coil_images).astype(kspace.dtype)
   new_maps = None if maps is None else transform_images(maps, transform)
   top, left = _crop_offsets(full, target.shape)
   window = (slice(top, top + target.shape[0]), slice(left, left + target.shape[1]))

@@ -10,7 +10,7 @@ from fdl.mri.cg import cg
 from fdl.mri.data_audit import audit
 from fdl.mri.coil_models import loop_coil_maps
 from fdl.mri.coils import estimate_maps, rss
-from fdl.mri.fft import fft2c, ifft2c
+from fdl.mri.fft import fft2c, fft2c_host, ifft2c, ifft2c_host
 from fdl.mri.io import SliceDataset, read_fastmri, write_fastmri
 from fdl.mri.masks import (equispaced_mask, mask_for_kspace, num_low_frequencies,
                            poisson_mask, random_mask)
@@ -26,7 +26,7 @@ __all__ = [
     "SliceDataset", "audit", "center_crop", "cg", "cg_sense", "check_kspace", "check_mask", "check_sense_args",
     "cs_wavelet", "equispaced_mask", "estimate_maps", "haar_forward",
     "haar_inverse", "lipschitz_bound", "rss", "zero_filled",
-    "fft2c", "ifft2c", "image_grid", "loop_coil_maps", "mask_for_kspace", "nmse",
+    "fft2c", "fft2c_host", "ifft2c", "ifft2c_host", "image_grid", "loop_coil_maps", "mask_for_kspace", "nmse",
     "num_low_frequencies", "poisson_mask", "psnr", "random_mask", "random_phantom",
     "read_fastmri", "sense_adjoint", "sense_forward", "sense_normal", "shepp_logan",
     "simulate", "simulate_to_fastmri", "slice_metrics", "ssim", "volume_metrics",

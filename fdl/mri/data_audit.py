@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fdl.mri.fft import fft2c_host, ifft2c_host
+
 # Below this energy ratio to the median sampled line a border line is empty: noise
 # of acquired data is far above it, rounding errors of float32 far below.
 EMPTY_LINE_RATIO = 1e-8
@@ -133,12 +135,8 @@ def _combined_kspace(k: np.ndarray, maps) -> np.ndarray:
                      f"{k.shape}; got {m.dtype} {m.shape}")
   if not np.all(np.isfinite(m)):
     raise ValueError("maps contain NaN or Inf values")
-  axes = (-2, -1)
-  images = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), norm="ortho"),
-                           axes=axes)
-  combined = np.sum(np.conj(m.astype(np.complex128)) * images, axis=-3)
-  return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(combined, axes=axes), norm="ortho"),
-                         axes=axes)
+  combined = np.sum(np.conj(m.astype(np.complex128)) * ifft2c_host(k), axis=-3)
+  return fft2c_host(combined)
 
 
 def audit(kspace, mask=None, maps=None) -> dict:

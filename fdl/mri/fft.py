@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _AXES = (-2, -1)
 
@@ -65,3 +66,23 @@ def _as_complex(x) -> jax.Array:
   if not jnp.iscomplexobj(x):
     x = x.astype(jnp.complex128 if x.dtype == jnp.float64 else jnp.complex64)
   return x
+
+
+def fft2c_host(x: np.ndarray) -> np.ndarray:
+  """`fft2c` in NumPy, for host data (simulation, processing, audits, augmentation).
+
+  Args:
+    x: array ``[..., H, W]``.
+
+  Returns:
+    Centered orthonormal k-space ``[..., H, W]`` in NumPy's FFT dtype
+    (complex64 for float32 / complex64 input, else complex128).
+  """
+  shifted = np.fft.ifftshift(x, axes=_AXES)
+  return np.fft.fftshift(np.fft.fft2(shifted, axes=_AXES, norm="ortho"), axes=_AXES)
+
+
+def ifft2c_host(k: np.ndarray) -> np.ndarray:
+  """`ifft2c` in NumPy, for host data; dtypes as `fft2c_host`."""
+  shifted = np.fft.ifftshift(k, axes=_AXES)
+  return np.fft.fftshift(np.fft.ifft2(shifted, axes=_AXES, norm="ortho"), axes=_AXES)

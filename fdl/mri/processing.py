@@ -25,6 +25,8 @@ import io
 
 import numpy as np
 
+from fdl.mri.fft import fft2c_host, ifft2c_host
+
 
 def padded_block(size: int, factor: float) -> slice:
   """The centred index range an acquisition of ``size / factor`` samples fills.
@@ -129,9 +131,7 @@ def synthesize_kspace(image: np.ndarray, maps: np.ndarray) -> np.ndarray:
     raise ValueError(f"image must be [S, H, W] and maps [S, C, H, W] with the same S, H, "
                      f"W; got image {image.shape}, maps {maps.shape}")
   coil_images = maps.astype(np.complex128) * image[:, None]
-  k = np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(coil_images, axes=(-2, -1)),
-                                  norm="ortho"), axes=(-2, -1))
-  return k.astype(np.complex64)
+  return fft2c_host(coil_images).astype(np.complex64)
 
 
 def coil_combine(kspace: np.ndarray, maps: np.ndarray) -> np.ndarray:
@@ -144,6 +144,5 @@ def coil_combine(kspace: np.ndarray, maps: np.ndarray) -> np.ndarray:
   if kspace.shape != maps.shape or kspace.ndim != 4:
     raise ValueError(f"kspace and maps must both be [S, C, H, W]; got {kspace.shape} and "
                      f"{maps.shape}")
-  coil_images = np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(
-      kspace.astype(np.complex128), axes=(-2, -1)), norm="ortho"), axes=(-2, -1))
+  coil_images = ifft2c_host(kspace.astype(np.complex128))
   return np.sum(np.conj(maps) * coil_images, axis=1)

@@ -10,6 +10,7 @@ cropped to the reconstruction size, ``data_range`` the target volume's maximum.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -369,6 +370,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return summary
 
 
+def finished_summary(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+  """The summary of a finished run of exactly `config` in `workdir`, else None.
+
+  For experiments made of many runs, which reuse finished ones. None means no
+  run there yet, or an unfinished run of this config (`train_and_evaluate`
+  resumes it).
+
+  Raises:
+    ValueError: `workdir` holds a run of another config; `train_and_evaluate`
+      would resume its checkpoints under the new config. Names the keys that
+      differ.
+  """
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    return None
+  with open(config_path, encoding="utf-8") as f:
+    stored = json.load(f)
+  wanted = json.loads(json.dumps(config.to_dict(), default=str))
+  if stored != wanted:
+    changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+    raise ValueError(f"{workdir} holds a run of another config (keys {changed} differ); "
+                     "its checkpoints would be resumed. Delete that directory or use "
+                     "another --workdir")
+  summary_path = os.path.join(workdir, "summary.json")
+  if not os.path.exists(summary_path):
+    return None
+  with open(summary_path, encoding="utf-8") as f:
+    return json.load(f)
+
+
 _LABELS = {"zero_filled": "zero-filled", "cg_sense": "CG-SENSE",
            "cs_wavelet": "CS (L1-Haar)", "model": "model"}
 
@@ -384,7 +415,6 @@ def load_trained(workdir: str) -> tuple[Any, dict, ml_collections.ConfigDict]:
     ``(model, variables, config)``; `variables` are host arrays, ready for
     `fdl.models.reconstruct`.
   """
-  import json  # pylint: disable=g-import-not-at-top
   paths = {name: os.path.join(workdir, name) for name in ("config.json", "summary.json")}
   for name, path in paths.items():
     if not os.path.exists(path):

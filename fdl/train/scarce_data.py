@@ -34,7 +34,6 @@ resolved config is unchanged are read back, not retrained. With
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -113,23 +112,12 @@ def _train(recon: ml_collections.ConfigDict, workdir: str) -> dict:
   """`train_and_evaluate`, or the summary of a finished run of the same config.
 
   Raises:
-    ValueError: `workdir` holds a run of another config: resuming it would mix
-      two runs (its checkpoints win over the new config's schedule).
+    ValueError: `workdir` holds a run of another config
+      (`reconstruction.finished_summary`).
   """
-  summary_path = os.path.join(workdir, "summary.json")
-  config_path = os.path.join(workdir, "config.json")
-  if os.path.exists(config_path):
-    with open(config_path, encoding="utf-8") as f:
-      stored = json.load(f)
-    if stored != json.loads(json.dumps(recon.to_dict())):
-      changed = sorted(k for k in set(stored) | set(recon) if stored.get(k) != json.loads(
-          json.dumps(recon.to_dict())).get(k))
-      raise ValueError(f"{workdir} holds a run of another config (keys {changed} "
-                       "differ); delete that directory or use another --workdir")
-    if os.path.exists(summary_path):
-      with open(summary_path, encoding="utf-8") as f:
-        return json.load(f)
-  return reconstruction.train_and_evaluate(recon, workdir)
+  summary = reconstruction.finished_summary(recon, workdir)
+  return summary if summary is not None else reconstruction.train_and_evaluate(
+      recon, workdir)
 
 
 def _zero_shot(config: ml_collections.ConfigDict, pretrain_dir: str) -> dict:

@@ -44,6 +44,7 @@ import numpy as np
 
 from fdl import models
 from fdl.models.reconstruct import check_recon_inputs
+from fdl.mri.fft import fft2c_host, ifft2c_host
 
 GAUSSIAN_WITHIN_1_STD = math.erf(1 / math.sqrt(2))  # 0.6827
 GAUSSIAN_WITHIN_2_STD = math.erf(2 / math.sqrt(2))  # 0.9545
@@ -423,19 +424,6 @@ def lesion_center(inside: np.ndarray, radius: float, *, margin: float = 2.0,
   return int(best[0]), int(best[1])
 
 
-def _fft2c(x: np.ndarray) -> np.ndarray:
-  # Centred orthonormal FFT over the last two axes (fdl.mri.fft.fft2c), float64.
-  axes = (-2, -1)
-  return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=axes), axes=axes,
-                                     norm="ortho"), axes=axes)
-
-
-def _ifft2c(k: np.ndarray) -> np.ndarray:
-  axes = (-2, -1)
-  return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), axes=axes,
-                                      norm="ortho"), axes=axes)
-
-
 def insert_lesion(kspace, maps, target, disc, value: float
                   ) -> tuple[np.ndarray, np.ndarray]:
   """Replaces the object inside `disc` by a uniform disc of magnitude `value`.
@@ -482,11 +470,11 @@ def insert_lesion(kspace, maps, target, disc, value: float
   if not value >= 0:
     raise ValueError(f"value must be a magnitude >= 0; got {value!r}")
   maps = maps.astype(np.complex128)
-  combined = np.sum(np.conj(maps) * _ifft2c(kspace.astype(np.complex128)), axis=1)
+  combined = np.sum(np.conj(maps) * ifft2c_host(kspace.astype(np.complex128)), axis=1)
   local = np.sum(np.where(disc, combined, 0), axis=(-2, -1), keepdims=True)
   phase = np.where(np.abs(local) > 0, np.exp(1j * np.angle(local)), 1.0)
   lesion = np.where(disc, float(value) * phase - combined, 0)
-  new_kspace = kspace + _fft2c(maps * lesion[:, None])
+  new_kspace = kspace + fft2c_host(maps * lesion[:, None])
   new_target = np.where(disc, float(value), target)
   return new_kspace.astype(np.complex64), new_target.astype(np.float32)
 

@@ -120,24 +120,6 @@ def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
   return runs
 
 
-def _finished(workdir: str, run_config: ml_collections.ConfigDict) -> bool:
-  """Whether `workdir` holds a finished run of exactly `run_config`.
-
-  Raises:
-    ValueError: `workdir` holds a run of another config, which
-      `train_and_evaluate` would resume from its checkpoint.
-  """
-  paths = [os.path.join(workdir, n) for n in ("config.json", "summary.json")]
-  if not os.path.exists(paths[0]):
-    return False
-  with open(paths[0], encoding="utf-8") as f:
-    saved = json.load(f)
-  if saved != json.loads(json.dumps(run_config.to_dict(), default=str)):
-    raise ValueError(f"{workdir} holds a run of another config; its checkpoints would "
-                     "be resumed. Use a new --workdir (or delete that directory).")
-  return os.path.exists(paths[1])
-
-
 def _full_test_volumes(run_config, tests: list[dict]) -> list[data.Volume]:
   """The fully sampled test volumes, loaded as `make_pipeline` loads them.
 
@@ -215,7 +197,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   runs = run_configs(config)
   for name, run_config in runs.items():
     subdir = os.path.join(workdir, name)
-    if _finished(subdir, run_config):
+    if reconstruction.finished_summary(run_config, subdir) is not None:
       continue
     if is_writer():
       print(f"training {name} ({run_config.model}, init_seed {run_config.init_seed}, dropout "
