@@ -19,6 +19,7 @@ import jax.numpy as jnp
 from flax.typing import Dtype
 
 from fdl.models import _checks
+from fdl.models.conv import Conv
 from fdl.models.activations import Activation, check_activation
 
 POOLS = ('max', 'avg')
@@ -85,7 +86,7 @@ class CNN(nn.Module):
       raise ValueError(f'x must have H, W >= {min_size} (one 2x2 pool per block); '
                        f'got shape {x.shape}')
     pool = nn.max_pool if self.pool == 'max' else nn.avg_pool
-    conv = functools.partial(nn.Conv, kernel_size=(self.kernel_size,) * 2, padding='SAME',
+    conv = functools.partial(Conv, kernel_size=(self.kernel_size,) * 2, padding='SAME',
                              use_bias=not self.batch_norm, dtype=self.dtype,
                              param_dtype=jnp.float32)
     for width in self.features:

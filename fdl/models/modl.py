@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from fdl.models import _checks
+from fdl.models.conv import Conv
 from fdl.models.norm_unet import channels_to_complex, complex_to_channels
 from fdl.models.reconstruct import check_recon_inputs
 from fdl.mri.cg import cg
@@ -73,10 +74,10 @@ class ResidualDenoiser(nn.Module):
     """
     h = complex_to_channels(x)
     for layer in range(self.depth - 1):
-      h = nn.relu(nn.Conv(self.width, (3, 3), padding=1, name=f"conv_{layer}")(h))
+      h = nn.relu(Conv(self.width, (3, 3), padding=1, name=f"conv_{layer}")(h))
       # 2D dropout, as in the U-Net: one draw per (sample, channel), shared over H, W.
       h = nn.Dropout(self.dropout, broadcast_dims=(1, 2), deterministic=not train)(h)
-    h = nn.Conv(2, (3, 3), padding=1, name=f"conv_{self.depth - 1}")(h)
+    h = Conv(2, (3, 3), padding=1, name=f"conv_{self.depth - 1}")(h)
     return channels_to_complex(h)
 
 

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from flax.typing import Dtype
 
 from fdl.models import _checks
+from fdl.models.conv import Conv
 
 ModuleDef = Any
 
@@ -141,7 +142,7 @@ class ResNet(nn.Module):
       float32 logits ``[batch, num_classes]``.
     """
     _checks.check_input(x, rank=4, layout='[batch, H, W, C]')
-    conv = functools.partial(nn.Conv, use_bias=False, kernel_init=_conv_init,
+    conv = functools.partial(Conv, use_bias=False, kernel_init=_conv_init,
                              dtype=self.dtype, param_dtype=jnp.float32)
     norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
                              epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from flax.typing import Dtype
 
 from fdl.models import _checks
+from fdl.models.conv import Conv
 
 
 class _ConvBNReLU(nn.Module):
@@ -31,7 +32,7 @@ class _ConvBNReLU(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    x = nn.Conv(self.features, (3, 3), padding='SAME', use_bias=False,
+    x = Conv(self.features, (3, 3), padding='SAME', use_bias=False,
                 dtype=self.dtype, param_dtype=jnp.float32)(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                      dtype=self.dtype, param_dtype=jnp.float32)(x)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax.typing import Dtype
 
 from fdl.models import _checks
+from fdl.models.conv import Conv
 
 # fastMRI trains with PyTorch's default init, uniform(+-1/sqrt(fan_in)); PyTorch takes a
 # transposed conv's fan-in from its output channels.
@@ -35,7 +36,7 @@ class _ConvBlock(nn.Module):
   def __call__(self, x, *, train):
     for _ in range(2):
       # No conv bias: the instance norm right after would subtract it again.
-      x = nn.Conv(self.features, (3, 3), padding=1, use_bias=False, kernel_init=_conv_init,
+      x = Conv(self.features, (3, 3), padding=1, use_bias=False, kernel_init=_conv_init,
                   dtype=self.dtype, param_dtype=jnp.float32)(x)
       x = _instance_norm(self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
@@ -169,6 +170,6 @@ class UNet(nn.Module):
       x = jnp.concatenate([x, skips.pop()], axis=-1)
       x = _ConvBlock(channels, self.dropout, self.dtype, name=f'up_{level}')(x, train=train)
 
-    x = nn.Conv(self.out_channels, (1, 1), kernel_init=_conv_init, dtype=self.dtype,
+    x = Conv(self.out_channels, (1, 1), kernel_init=_conv_init, dtype=self.dtype,
                 param_dtype=jnp.float32, name='out_conv')(x)
     return x[:, :height, :width, :].astype(jnp.float32)
