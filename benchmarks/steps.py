@@ -9,8 +9,10 @@ Workloads (`fdl.bench.specs`): mlp 3072-512-512-10 (batch 256), cnn (batch
 cascades) on 8-coil 256x256 k-space at 4x (batch 1); Adam everywhere. PyTorch
 (eager and torch.compile) runs the same models when installed
 (``pip install -e ".[peer]"``). Also: the machine's matmul peak, the CIFAR
-input pipeline, inference per slice of the MRI models and of CG-SENSE, and the
-cnn step on 1, 2, 4 forced host devices (a correctness check on a CPU).
+input pipeline, inference per slice of the MRI models and of CG-SENSE, the
+cnn step on 1, 2, 4 forced host devices (a correctness check on a CPU), and,
+when cnn and fdl both run, fdl's cnn step next to a hand-written pure-JAX step
+of the same model (fdl's own overhead; ``--no-overhead`` skips it).
 """
 
 import argparse
@@ -21,7 +23,7 @@ import time
 
 import jax
 
-from fdl.bench import specs, steps
+from fdl.bench import pure_jax, specs, steps
 
 
 def _parse_list(text: str, allowed, what: str, parser) -> list[str]:
@@ -46,6 +48,8 @@ def main():
   parser.add_argument("--peak-size", type=int, default=2048, help="n of the n x n matmul")
   parser.add_argument("--no-extras", action="store_true",
                       help="skip the input pipeline, inference and scaling measurements")
+  parser.add_argument("--no-overhead", action="store_true",
+                      help="skip fdl's cnn step against a hand-written pure-JAX step")
   args = parser.parse_args()
   if args.steps < 1:
     parser.error(f"--steps must be >= 1; got {args.steps}")
@@ -83,6 +87,11 @@ def main():
   result = {"command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]),
             "machine": machine, "peak": peak, "steps": args.steps, "warmup": args.warmup,
             "tiny": args.tiny, "records": records}
+
+  if not args.no_overhead and "cnn" in workloads and "fdl" in frameworks:
+    result["overhead"] = pure_jax.overhead("cnn", steps=args.steps, warmup=args.warmup,
+                                           tiny=args.tiny)
+    print("\n" + pure_jax.format_line(result["overhead"]), flush=True)
 
   if not args.no_extras:
     result["input_pipeline"] = steps.input_pipeline_rate(batch_size=8 if args.tiny else 128,

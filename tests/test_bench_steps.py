@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO_DIR
-from fdl.bench import fdl_workloads, specs, steps
+from fdl.bench import fdl_workloads, pure_jax, specs, steps
 
 
 def _compiled_flops(name: str) -> float:
@@ -99,6 +99,23 @@ def test_extras_pipeline_inference_and_device_scaling(tiny_run):
   np.testing.assert_allclose(scaling[1]["final_loss"], scaling[0]["final_loss"], rtol=1e-5)
   np.testing.assert_allclose(scaling[1]["param_sq_norm"], scaling[0]["param_sq_norm"],
                              rtol=1e-5)
+
+
+def test_overhead_pure_jax_step_computes_fdls_function():
+  # The hand-written pure-JAX cnn step and fdl's step start from the same parameters
+  # and must reach the same loss; which is faster is not asserted.
+  record = pure_jax.overhead("cnn", tiny=True, steps=2, warmup=1)
+  assert record["losses_match"], record
+  np.testing.assert_allclose(record["final_loss_fdl"], record["final_loss_pure_jax"],
+                             rtol=1e-5)
+  np.testing.assert_allclose(record["first_loss_fdl"], record["first_loss_pure_jax"],
+                             rtol=1e-5)
+  assert record["final_loss_fdl"] != record["first_loss_fdl"]  # the steps trained
+  assert record["pure_jax_step_time_s"] > 0 and record["fdl_step_time_s"] > 0
+  assert len(record["pure_jax_step_times_s"]) == len(record["fdl_step_times_s"]) == 2
+  np.testing.assert_allclose(record["fdl_over_pure_jax"],
+                             record["fdl_step_time_s"] / record["pure_jax_step_time_s"])
+  assert "pure-JAX step (cnn)" in pure_jax.format_line(record)
 
 
 def test_bad_arguments_are_named():
