@@ -167,4 +167,22 @@ def test_cpu_recipe_smoke_on_real_cifar10(tmp_path):
   summary = classification.train_and_evaluate(config, str(tmp_path))
   assert summary["tests"]["test"]["num_examples"] == 1000
   assert summary["tests"]["cifar10_test"]["num_examples"] == 10000
-  assert summary["data"]["splits"]["sizes"]["train"] == 45000
+  assert summary["data"]["splits"]["sizes"]["train"] == 50000 - config.val_size
+
+
+def test_flip_averaged_logits_are_the_mean_over_the_mirror_image():
+  import jax
+  import jax.numpy as jnp
+  from fdl import models
+  model = models.CNN(features=(4,), dense=(), num_classes=3)
+  x = jax.random.normal(jax.random.key(0), (2, 6, 5, 1))
+  variables = model.init(jax.random.key(1), x, train=False)
+  apply = classification.flip_averaged(model.apply)
+  expected = (model.apply(variables, x, train=False)
+              + model.apply(variables, x[:, :, ::-1], train=False)) / 2
+  np.testing.assert_allclose(apply(variables, x, train=False), expected, rtol=1e-6)
+  # A non-symmetric model: the averaged logits differ from the plain ones.
+  assert not np.allclose(expected, model.apply(variables, x, train=False), atol=1e-4)
+  # Training calls are unchanged.
+  np.testing.assert_array_equal(apply(variables, x, train=True),
+                                model.apply(variables, x, train=True))

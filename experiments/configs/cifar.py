@@ -62,6 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.label_smoothing = 0.1
   config.l1 = 0.0
   config.l2 = 0.0
+  config.test_time_flip = False  # validation and test logits averaged over x and its mirror
   config.early_stopping_patience = 0  # epochs without val accuracy gain; 0: off
 
   # Bookkeeping.

@@ -20,6 +20,7 @@ from flax.typing import Dtype
 
 from fdl.models import _checks
 from fdl.models.conv import Conv
+from fdl.models.pool import max_pool_2x2
 from fdl.models.activations import Activation, check_activation
 
 POOLS = ('max', 'avg')
@@ -85,7 +86,6 @@ class CNN(nn.Module):
     if min(x.shape[1:3]) < min_size:
       raise ValueError(f'x must have H, W >= {min_size} (one 2x2 pool per block); '
                        f'got shape {x.shape}')
-    pool = nn.max_pool if self.pool == 'max' else nn.avg_pool
     conv = functools.partial(Conv, kernel_size=(self.kernel_size,) * 2, padding='SAME',
                              use_bias=not self.batch_norm, dtype=self.dtype,
                              param_dtype=jnp.float32)
@@ -95,7 +95,7 @@ class CNN(nn.Module):
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
                          dtype=self.dtype, param_dtype=jnp.float32)(x)
       x = Activation(self.activation, self.negative_slope)(x)
-      x = pool(x, (2, 2), strides=(2, 2))
+      x = max_pool_2x2(x) if self.pool == 'max' else nn.avg_pool(x, (2, 2), strides=(2, 2))
     x = x.reshape(x.shape[0], -1)
     for width in self.dense:
       x = nn.Dense(width, dtype=self.dtype, param_dtype=jnp.float32)(x)

@@ -24,6 +24,7 @@ from flax.typing import Dtype
 
 from fdl.models import _checks
 from fdl.models.conv import Conv
+from fdl.models.pool import max_pool_2x2
 
 
 class _ConvBNReLU(nn.Module):
@@ -75,7 +76,7 @@ class ResNet9(nn.Module):
     if min(x.shape[1:3]) < 8:
       raise ValueError(f'x must have H, W >= 8 (three 2x2 pools); got shape {x.shape}')
     block = lambda features: _ConvBNReLU(features, dtype=self.dtype)
-    pool = lambda y: nn.max_pool(y, (2, 2), strides=(2, 2))
+    pool = max_pool_2x2
     w = self.width
     x = block(w)(x.astype(self.dtype), train=train)
     x = pool(block(2 * w)(x, train=train))

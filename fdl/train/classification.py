@@ -12,6 +12,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -55,6 +56,22 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int):
     kwargs["stem"] = config.stem
   kwargs.update(config.model_kwargs.to_dict())
   return models.create_model(config.model, **kwargs)
+
+
+def flip_averaged(apply_fn: Callable) -> Callable:
+  """``apply_fn`` whose eval-mode logits average the image and its mirror image.
+
+  Test-time augmentation with horizontal flips: with ``train=False`` the logits are
+  ``(f(x) + f(x[:, :, ::-1])) / 2`` for ``x [batch, H, W, C]``; training calls
+  (``train=True``) are unchanged. Validation and test both see the averaged logits,
+  so a choice made on validation holds for the test.
+  """
+  def apply(variables, x, *args, train: bool, **kwargs):
+    logits = apply_fn(variables, x, *args, train=train, **kwargs)
+    if train:
+      return logits
+    return (logits + apply_fn(variables, x[:, :, ::-1], *args, train=False, **kwargs)) / 2
+  return apply
 
 
 def make_predict_step(mesh):
@@ -163,6 +180,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       grad_clip_norm=config.grad_clip_norm if config.grad_clip_norm > 0 else None)
   state = create_train_state(model, tx, (1,) + tuple(pipeline.input_shape),
                              seed=config.seed, mesh=mesh)
+  if config.get("test_time_flip", False):
+    state = state.replace(apply_fn=flip_averaged(state.apply_fn))
   loss = classification_loss(label_smoothing=config.label_smoothing)
   train_step = make_train_step(loss, mesh=mesh, learning_rate=schedule,
                                l1=config.l1, l2=config.l2)
