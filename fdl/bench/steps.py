@@ -31,6 +31,7 @@ import numpy as np
 from fdl import data
 from fdl.bench import fdl_workloads, specs as specs_lib
 from fdl.benchmarking import time_calls
+from fdl.models.conv import compiler_options
 from fdl.mri import recon
 from fdl.train import mesh as mesh_lib
 
@@ -264,7 +265,7 @@ def fdl_inference_time(spec: dict, runner: _FdlRunner, repeats: int) -> float:
   """Median time per slice of the jitted forward pass (eval mode) of a trained state."""
   keys = fdl_workloads.input_keys(spec)
   apply = jax.jit(lambda variables, *inputs: runner.state.apply_fn(
-      variables, *inputs, train=False))
+      variables, *inputs, train=False), compiler_options=compiler_options())
   variables = runner.state.variables
   inputs = [runner.batch[k] for k in keys]
   _, median, _ = time_calls(lambda: apply(variables, *inputs), max(2, repeats))

@@ -8,6 +8,7 @@ to build one from a config name.
 
 from fdl.models.activations import KNOWN_ACTIVATIONS, Activation
 from fdl.models.cnn import CNN
+from fdl.models.conv import Conv, compiler_options, conv_lowering
 from fdl.models.mlp import MLP
 from fdl.models.modl import MoDL, ResidualDenoiser
 from fdl.models.norm_unet import NormUNet, channels_to_complex, complex_to_channels
@@ -22,6 +23,7 @@ from fdl.models.varnet import SensitivityModel, VarNet, VarNetCascade, acs_mask
 __all__ = [
     'Activation',
     'CNN',
+    'Conv',
     'KNOWN_ACTIVATIONS',
     'MLP',
     'MODELS',
@@ -38,7 +40,9 @@ __all__ = [
     'acs_mask',
     'channels_to_complex',
     'check_recon_inputs',
+    'compiler_options',
     'complex_to_channels',
+    'conv_lowering',
     'create_model',
     'reconstruct',
     'resnet18',

@@ -1,34 +1,33 @@
-"""The one 2-D convolution of fdl's models, with a fast gradient on XLA:CPU.
+"""The one 2-D convolution of fdl's models, with CPU lowerings that were measured to help.
 
 `Conv` is ``flax.linen.Conv`` (same fields, parameter names ``kernel [kh, kw, in, out]``
 and ``bias [out]``, shapes, initializers and auto-names ``Conv_0, Conv_1, ...``), so
-checkpoints and parameter counts do not change. Only the lowering of its convolution
-is chosen, at trace time, per backend:
+checkpoints and parameter counts do not change. Only how its convolution is lowered is
+chosen, at trace time, per backend (`resolved_lowering`):
 
-- ``'xla'``: ``lax.conv_general_dilated``; its gradient is what autodiff emits. The
-  default on GPU and TPU, where XLA calls cuDNN or its TPU convolution emitter.
-- ``'cpu_vjp'``: the same forward convolution, with a `jax.custom_vjp` whose backward
-  pass avoids the convolutions that XLA:CPU runs 10-20x slower than its forward one
-  (``benchmarks/NOTES.md``). For ``y = conv(x, w)`` with strides ``s`` and padding
-  ``p`` (``xp`` = ``x`` zero-padded by ``p``):
+- ``'xla'``: ``lax.conv_general_dilated`` and its autodiff gradient, compiled with
+  XLA's default options. The default on GPU and TPU (cuDNN, the TPU emitter).
+- ``'cpu_vjp'``, the default on CPU, two measured changes (``benchmarks/NOTES.md``):
 
-    y[n, i, j, o]   = sum_{a, b, c} xp[n, s_h i + a, s_w j + b, c] w[a, b, c, o]
-    dw[a, b, c, o]  = sum_{n, i, j} xp[n, s_h i + a, s_w j + b, c] g[n, i, j, o]
-    dxp[n, s_h m + r, s_w l + q, c]
-                    = sum_{t, u, o} g[n, m - t, l - u, o] w[r + s_h t, q + s_w u, c, o]
+  1. programs are compiled with `compiler_options`, which keep XLA:CPU's convolutions
+     (forward and both gradients) on its multi-threaded Eigen kernels. On jaxlib 0.10
+     the YNNPACK path that XLA:CPU picks by default ran 'SAME'-padded convolutions on
+     one core and the gradient convolutions 2-3x slower. fdl's step builders apply
+     them; code that jits fdl models itself passes ``compiler_options()`` to ``jax.jit``.
+  2. for batches of at most ``_MAX_TAPS_BATCH`` images (unrolled MRI networks train on
+     one slice), a `jax.custom_vjp` computes the kernel gradient as ``kh * kw`` matrix
+     products of shifted, strided slices of the zero-padded input ``xp``:
 
-  ``dw`` is ``kh * kw`` matrix products ``xp_slice^T g`` of shifted, strided slices of
-  ``xp``. ``dxp`` is one *forward* convolution of ``g`` with the spatially flipped,
-  in/out-transposed kernel; for strides > 1, the kernel's ``s_h * s_w`` phases
-  ``w[r::s_h, q::s_w]`` are stacked as output channels of that one convolution, whose
-  output is then interleaved (depth-to-space) and cropped back to ``x``'s size. The
-  default on CPU.
+       dw[a, b, c, o] = sum_{n, i, j} xp[n, s_h i + a, s_w j + b, c] g[n, i, j, o]
+
+     where XLA's own kernel-gradient convolution is slow at large H, W and small
+     batch. The input gradient stays autodiff's transposed convolution.
 
 The choice never changes parameters or the function computed (tests compare both to
 1e-5). `conv_lowering` overrides it, e.g. for tests, and so does the environment
-variable ``FDL_CONV_LOWERING`` for a whole process. A case the fast gradient does not
+variable ``FDL_CONV_LOWERING`` for a whole process. A call the custom gradient does not
 cover (not 2-D NHWC/HWIO, dilation, feature groups, negative padding,
-``preferred_element_type``) falls back to ``'xla'`` with a warning.
+``preferred_element_type``) falls back to ``lax.conv_general_dilated`` with a warning.
 
 Examples:
   >>> import jax, jax.numpy as jnp
@@ -66,6 +65,12 @@ _NHWC = ('NHWC', 'HWIO', 'NHWC')
 _lowering = contextvars.ContextVar('fdl_conv_lowering',
                                    default=os.environ.get('FDL_CONV_LOWERING', 'auto'))
 _warned: set[str] = set()
+# Batches up to this size take the custom kernel gradient (`conv2d_nhwc`); larger ones
+# XLA's own. Measured with jaxlib 0.10 on 2 cores, compiled with `compiler_options()`:
+# MoDL's [1, 256, 256, 48] -> 48 layer's kernel gradient took 92 ms as taps and 174 ms
+# from autodiff; at batch 4 and above autodiff's was faster (U-Net [4, 320, 320, 32]:
+# 178 vs 305 ms; ResNet [128, 32, 32, 64]: 155 vs 270 ms).
+_MAX_TAPS_BATCH = 2
 
 
 @contextlib.contextmanager
@@ -147,6 +152,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       warnings.warn(f'fdl.models.conv: {reason} is not covered by the fast CPU gradient; '
                     'using lax.conv_general_dilated and its autodiff gradient', stacklevel=2)
     return xla()
+  if lhs.shape[0] > _MAX_TAPS_BATCH:
+    return xla()
   strides = tuple(int(s) for s in window_strides)
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], strides, padding)
@@ -155,24 +162,14 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 
 
 def _forward(x, w, strides, pads, precision):
-  """``lax.conv_general_dilated`` (NHWC / HWIO), computed through one extra padding row.
-
-  XLA:CPU (jaxlib 0.10) runs convolutions with 'SAME'- or 'VALID'-like padding on a
-  single thread, and others on all cores, 1.8-2x faster on 2 cores
-  (``benchmarks/NOTES.md``). One more zero row at the bottom moves every call onto
-  the fast path; the output row it may add is sliced off.
-  """
-  (pt, pb), (pl, pr) = pads
-  ho = (x.shape[1] + pt + pb - w.shape[0]) // strides[0] + 1
-  y = lax.conv_general_dilated(x, w, strides, ((pt, pb + 1), (pl, pr)),
-                               dimension_numbers=_NHWC, precision=precision)
-  return y[:, :ho] if y.shape[1] != ho else y
+  return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC,
+                                  precision=precision)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def conv2d_nhwc(x: jax.Array, w: jax.Array, strides: tuple[int, int],
                 pads: tuple[tuple[int, int], tuple[int, int]], precision=None) -> jax.Array:
-  """2-D cross-correlation with the fast CPU gradient.
+  """2-D cross-correlation whose kernel gradient is ``kh * kw`` matrix products.
 
   Args:
     x: ``[N, H, W, C]``.
@@ -184,6 +181,7 @@ def conv2d_nhwc(x: jax.Array, w: jax.Array, strides: tuple[int, int],
   Returns:
     ``[N, Ho, Wo, O]`` with ``Ho = (H + top + bottom - kh) // s_h + 1`` (same for W),
     equal to ``lax.conv_general_dilated`` with NHWC / HWIO / NHWC dimension numbers.
+    The input gradient is autodiff's; the kernel gradient is `_kernel_grad`.
   """
   return _forward(x, w, strides, pads, precision)
 
@@ -208,41 +206,56 @@ def _kernel_grad(xp, g, kernel_shape, strides, precision):
   return jnp.stack(taps).reshape(kh, kw, c, o)
 
 
-def _input_grad(g, w, padded_shape, strides, precision):
-  """``dxp`` (the gradient w.r.t. the padded input, ``[N, Hp, Wp, C]``) by one forward conv."""
-  kh, kw, c, o = w.shape
-  n, hp, wp, _ = padded_shape
-  sh, sw = strides
-  th, tw = -(-kh // sh), -(-kw // sw)  # Taps per phase (the longest phase).
-  mh, mw = -(-hp // sh), -(-wp // sw)  # Output rows / columns per phase.
-  # Phase (r, q) of the kernel, zero-padded at its end to th x tw taps: w[r + s_h t, q + s_w u].
-  wz = jnp.pad(w, ((0, th * sh - kh), (0, tw * sw - kw), (0, 0), (0, 0)))
-  phases = wz.reshape(th, sh, tw, sw, c, o)
-  # Flip the taps (a correlation with g[m - t] becomes one with g[m - th + 1 + t']) and
-  # transpose in/out: kernel [th, tw, O, s_h * s_w * C] with phases as output channels.
-  kernel = phases[::-1, :, ::-1].transpose(0, 2, 5, 1, 3, 4).reshape(th, tw, o, sh * sw * c)
-  ho, wo = g.shape[1:3]
-  out = _forward(g, kernel, (1, 1), ((th - 1, max(mh - ho, 0)), (tw - 1, max(mw - wo, 0))),
-                 precision)[:, :mh, :mw]
-  if sh == sw == 1:
-    return out[:, :hp, :wp]
-  # Depth to space: out[n, m, l, (r, q, c)] is dxp[n, s_h m + r, s_w l + q, c].
-  out = out.reshape(n, mh, mw, sh, sw, c).transpose(0, 1, 3, 2, 4, 5)
-  return out.reshape(n, mh * sh, mw * sw, c)[:, :hp, :wp]
-
-
 def _conv2d_bwd(strides, pads, precision, residuals, g):
   x, w = residuals
   (pt, pb), (pl, pr) = pads
-  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
   g = g.astype(x.dtype)
+  # The input gradient is linear in x: autodiff's transposed convolution (no forward
+  # pass is left in the compiled program once the unused primal output is dropped).
+  _, input_vjp = jax.vjp(lambda x_: _forward(x_, w, strides, pads, precision), x)
+  (dx,) = input_vjp(g)
+  xp = jnp.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
   dw = _kernel_grad(xp, g, w.shape, strides, precision).astype(w.dtype)
-  dxp = _input_grad(g, w, xp.shape, strides, precision)
-  h, wd = x.shape[1:3]
-  return dxp[:, pt:pt + h, pl:pl + wd].astype(x.dtype), dw
+  return dx, dw
 
 
 conv2d_nhwc.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def _supported_compiler_options(options: dict) -> dict:
+  """`options` if this jaxlib compiles with them, else {} (with a warning, once)."""
+  key = tuple(sorted(options.items()))
+  if key not in _options_checked:
+    try:
+      jax.jit(lambda x: x + 1, compiler_options=options).lower(
+          jnp.zeros((), jnp.float32)).compile()
+      _options_checked[key] = True
+    except Exception as error:  # pylint: disable=broad-except
+      _options_checked[key] = False
+      warnings.warn(f'fdl.models.conv: this jaxlib rejects the compiler options {options} '
+                    f'({type(error).__name__}: {error}); compiling with XLA\'s defaults')
+  return options if _options_checked[key] else {}
+
+
+_options_checked: dict = {}
+
+
+def compiler_options(backend: str | None = None) -> dict:
+  """XLA compiler options for a jitted program whose convolutions use `Conv`'s lowering.
+
+  On CPU under ``'cpu_vjp'`` (the default there): ``xla_cpu_experimental_ynn_fusion_type=''``,
+  which keeps XLA:CPU's convolutions on its Eigen kernels instead of YNNPACK. With
+  jaxlib 0.10 on this project's 2-core machines YNNPACK ran the convolutions with
+  'SAME' / 'VALID' padding on one core and the gradient convolutions 2-3x slower
+  (``benchmarks/NOTES.md``). ``{}`` (XLA's defaults) on other backends, under
+  ``'xla'``, or when the installed jaxlib does not know the option. fdl's step
+  builders pass these to ``jax.jit``; pass them too when jitting `Conv` models yourself:
+  ``jax.jit(f, compiler_options=compiler_options())``.
+  """
+  backend = backend or jax.default_backend()
+  if backend != 'cpu' or resolved_lowering() == 'xla':
+    return {}
+  return _supported_compiler_options({'xla_cpu_experimental_ynn_fusion_type': ''})
 
 
 class Conv(nn.Conv):

@@ -86,7 +86,7 @@ def make_predict_step(mesh):
     return jnp.argmax(logits, axis=-1), batch["label"], weight
   replicated = mesh_lib.replicated(mesh)
   return jax.jit(predict, in_shardings=(replicated, mesh_lib.batch_sharded(mesh)),
-                 out_shardings=replicated)
+                 out_shardings=replicated, compiler_options=models.compiler_options())
 
 
 def evaluate_test(state, predict_step, batches, mesh, num_classes: int) -> dict:

@@ -18,6 +18,7 @@ import optax
 from jax.sharding import Mesh
 
 from fdl import losses
+from fdl.models.conv import compiler_options
 from fdl.train import mesh as mesh_lib
 from fdl.train.state import TrainState
 
@@ -259,7 +260,8 @@ def make_train_step(
       step,
       in_shardings=(replicated, mesh_lib.batch_sharded(mesh)),
       out_shardings=(replicated, replicated),
-      donate_argnums=(0,) if donate else ())
+      donate_argnums=(0,) if donate else (),
+      compiler_options=compiler_options())
 
   def train_step(state: TrainState, batch):
     _check_batch(batch, input_keys, loss_fn)
@@ -300,7 +302,7 @@ def make_eval_step(
 
   replicated = mesh_lib.replicated(mesh)
   compiled = jax.jit(step, in_shardings=(replicated, mesh_lib.batch_sharded(mesh)),
-                     out_shardings=replicated)
+                     out_shardings=replicated, compiler_options=compiler_options())
 
   def eval_step(state: TrainState, batch):
     _check_batch(batch, input_keys, loss_fn)
