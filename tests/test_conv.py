@@ -1,5 +1,6 @@
-"""Tests of fdl.models.conv: the custom CPU gradient against autodiff and NumPy, bfloat16,
-the lowering choice, the fallback, whole-model gradients and unchanged parameters.
+"""Tests of fdl.models.conv: the custom CPU kernel gradient against autodiff and NumPy,
+bfloat16, the lowering choice and compiler options, the fallback, whole-model gradients
+and unchanged parameters.
 
 Gradients are of ``sum(y * g)`` with a fixed random cotangent ``g``; errors are
 ``max |a - b| / max |b|``. The lowering is chosen at trace time, so every comparison jits a
@@ -31,8 +32,7 @@ def normal(shape, seed, dtype=jnp.float32):
   return jnp.asarray(np.random.default_rng(seed).normal(size=shape), dtype)
 
 
-@functools.partial(jax.jit, static_argnames=('lowering', 'strides', 'padding'))
-def conv_value_and_grads(x, w, g, *, lowering, strides, padding):
+def _value_and_grads(x, w, g, *, lowering, strides, padding):
   """``(y, dx, dw)`` of ``sum(y * g)``, ``y = conv.conv_general_dilated(x, w)`` traced
   under ``lowering`` (a static argument, so each lowering gets its own trace); ``'lax'``
   differentiates plain ``lax.conv_general_dilated``, the reference."""
@@ -45,6 +45,21 @@ def conv_value_and_grads(x, w, g, *, lowering, strides, padding):
   with conv.conv_lowering('xla' if lowering == 'lax' else lowering):
     (_, y), (dx, dw) = jax.value_and_grad(loss, (0, 1), has_aux=True)(x, w)
   return y, dx, dw
+
+
+_STATIC = ('lowering', 'strides', 'padding')
+# cpu_vjp is compiled as fdl's steps compile it (`conv.compiler_options`); xla and the
+# lax reference with XLA's defaults.
+_JITTED = {
+    'cpu_vjp': jax.jit(_value_and_grads, static_argnames=_STATIC,
+                       compiler_options=conv.compiler_options('cpu')),
+    'default': jax.jit(_value_and_grads, static_argnames=_STATIC),
+}
+
+
+def conv_value_and_grads(x, w, g, *, lowering, strides, padding):
+  fn = _JITTED['cpu_vjp' if lowering == 'cpu_vjp' else 'default']
+  return fn(x, w, g, lowering=lowering, strides=strides, padding=padding)
 
 
 def explicit_pads(x_shape, k_shape, strides, padding):
@@ -92,6 +107,7 @@ CASES = [
     (1, 11, 13, 16, 8, (3, 3), (2, 2), ((1, 1), (1, 1))),
     (2, 9, 7, 3, 4, (3, 1), (1, 2), ((1, 1), (0, 0))),  # Non-square kernel and strides.
     (1, 5, 4, 2, 3, (7, 7), (2, 2), 'SAME'),  # Kernel larger than the input.
+    (3, 9, 7, 3, 4, (3, 3), (2, 2), 'SAME'),  # Batch > _MAX_TAPS_BATCH: autodiff's gradient.
 ]
 
 
@@ -194,32 +210,54 @@ def _conv_sum(x, w):
   return jnp.sum(conv.conv_general_dilated(x, w, (2, 2), 'SAME', dimension_numbers=NHWC))
 
 
-@pytest.mark.parametrize('lowering', ['xla', 'cpu_vjp', 'auto'])
-def test_lowering_in_jaxpr(lowering):
-  """cpu_vjp traces a custom_vjp call, whose gradient is one forward-layout conv and
-  matrix products; xla traces plain autodiff (a kernel-gradient conv, no dot_general)."""
-  x, w = jnp.ones((1, 7, 9, 2)), jnp.ones((3, 3, 2, 3))
-  with conv.conv_lowering(lowering):
-    # Fresh functions: make_jaxpr / jit cache traces by function, not by lowering.
-    forward = str(jax.make_jaxpr(lambda x, w: _conv_sum(x, w))(x, w))
-    grad = str(jax.make_jaxpr(jax.grad(lambda x, w: _conv_sum(x, w), (0, 1)))(x, w))
-  forward_spec = 'out_spec=(0, 3, 1, 2)'  # NHWC output, as the forward conv.
-  convs = grad.count('conv_general_dilated[')
-  if lowering == 'xla':
+# A convolution's kernel gradient from autodiff: a conv with HWIO-shaped output.
+KERNEL_GRAD_SPEC = 'out_spec=(2, 3, 0, 1)'
+
+
+@pytest.mark.parametrize('lowering,batch', [('xla', 1), ('cpu_vjp', 1), ('auto', 2),
+                                            ('cpu_vjp', 3)])
+def test_lowering_in_jaxpr(lowering, batch):
+  """cpu_vjp at batch <= 2 traces a custom_vjp call whose kernel gradient is matrix
+  products (no kernel-gradient conv); xla, and cpu_vjp at batch 3, trace plain autodiff."""
+  x, w = jnp.ones((batch, 7, 9, 2)), jnp.ones((3, 3, 2, 3))
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')  # Neither is a fallback.
+    with conv.conv_lowering(lowering):
+      # Fresh functions: make_jaxpr / jit cache traces by function, not by lowering.
+      forward = str(jax.make_jaxpr(lambda x, w: _conv_sum(x, w))(x, w))
+      grad = str(jax.make_jaxpr(jax.grad(lambda x, w: _conv_sum(x, w), (0, 1)))(x, w))
+  if lowering == 'xla' or batch > conv._MAX_TAPS_BATCH:
     assert 'custom_vjp' not in forward
     assert 'dot_general' not in grad
-    assert convs == 3 and grad.count(forward_spec) < 3
+    assert grad.count(KERNEL_GRAD_SPEC) == 1
   else:
     assert 'custom_vjp_call' in forward and 'conv2d_nhwc' in forward
     assert grad.count('dot_general') == 9  # One per kernel tap.
-    assert convs == 2 and grad.count(forward_spec) == 2
+    assert KERNEL_GRAD_SPEC not in grad
+  assert 'lhs_dilation=(2, 2)' in grad  # The input gradient: autodiff's transposed conv.
+
+
+def test_compiler_options():
+  """YNNPACK fusions off on CPU under cpu_vjp only; the options compile and run."""
+  key = 'xla_cpu_experimental_ynn_fusion_type'
+  with conv.conv_lowering('xla'):
+    assert conv.compiler_options() == {} and conv.compiler_options('cpu') == {}
+  assert conv.compiler_options('gpu') == {} and conv.compiler_options('tpu') == {}
+  options = conv.compiler_options()
+  assert options == conv.compiler_options('cpu') == {key: ''}
+  x, w = normal((1, 7, 9, 2), 0), normal((3, 3, 2, 3), 1)
+  y = jax.jit(lambda x, w: conv.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                                     dimension_numbers=NHWC),
+              compiler_options=options)(x, w)
+  assert rel_err(y, lax.conv_general_dilated(x, w, (1, 1), 'SAME',
+                                             dimension_numbers=NHWC)) < 1e-5
 
 
 # --------------------------------------------------------------------------- fallback
 
 FALLBACKS = {
     'rhs_dilation': dict(rhs_dilation=(2, 2)),
-    'lhs_dilation': dict(lhs_dilation=(2, 1)),
+    'lhs_dilation': dict(lhs_dilation=(2, 1), padding=((1, 1), (1, 1))),
     'feature_groups': dict(feature_group_count=2),
     'preferred_element_type': dict(preferred_element_type=jnp.float32),
     'negative_padding': dict(padding=((-1, 0), (1, 1))),
@@ -257,20 +295,20 @@ def test_fallback_warns_and_equals_lax(name, monkeypatch):
 
 
 def test_mixed_dtypes_and_rank_fall_back(monkeypatch):
-  """Mixed input/kernel dtypes and 1-D convolutions also fall back to lax."""
+  """Mixed input/kernel dtypes and 1-D convolutions also fall back to lax (mixed dtypes
+  then fail as in lax)."""
   monkeypatch.setattr(conv, '_warned', set())
-  x, w = normal((1, 7, 9, 2), 0), normal((3, 3, 2, 3), 1, jnp.bfloat16)
+  x, w = normal((1, 7, 9, 2), 0), normal((3, 3, 2, 3), 1)
+  nwc = ('NWC', 'WIO', 'NWC')
   with conv.conv_lowering('cpu_vjp'):
     with pytest.warns(UserWarning, match='mixed dtypes.*not covered'):
-      y = conv.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=NHWC)
+      with pytest.raises(TypeError, match='same dtypes'):
+        conv.conv_general_dilated(x, w.astype(jnp.bfloat16), (1, 1), 'SAME',
+                                  dimension_numbers=NHWC)
     with pytest.warns(UserWarning, match='rank 3.*not covered'):
-      y1 = conv.conv_general_dilated(x[0], w[0], (1,), 'SAME', dimension_numbers=('NWC', 'WIO',
-                                                                                'NWC'))
+      y = conv.conv_general_dilated(x[0], w[0], (1,), 'SAME', dimension_numbers=nwc)
   np.testing.assert_array_equal(
-      y, lax.conv_general_dilated(x, w, (1, 1), 'SAME', dimension_numbers=NHWC))
-  np.testing.assert_array_equal(
-      y1, lax.conv_general_dilated(x[0], w[0], (1,), 'SAME',
-                                   dimension_numbers=('NWC', 'WIO', 'NWC')))
+      y, lax.conv_general_dilated(x[0], w[0], (1,), 'SAME', dimension_numbers=nwc))
 
 
 def test_covered_and_xla_calls_do_not_warn(monkeypatch):
@@ -347,7 +385,8 @@ def test_model_gradients_match_xla(name):
     with conv.conv_lowering(lowering):
       fn = jax.value_and_grad(lambda p, x: loss(p, x), has_aux=True)
       jaxprs[lowering] = str(jax.make_jaxpr(lambda p, x: apply(p, x))(variables['params'], x))
-      results[lowering] = jax.jit(fn)(variables['params'], x)
+      options = conv.compiler_options()  # {} under xla.
+      results[lowering] = jax.jit(fn, compiler_options=options)(variables['params'], x)
   assert 'custom_vjp_call' in jaxprs['cpu_vjp'] and 'custom_vjp' not in jaxprs['xla']
   (_, out), grads = results['cpu_vjp']
   (_, out_ref), grads_ref = results['xla']
