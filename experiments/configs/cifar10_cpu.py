@@ -35,7 +35,7 @@ def get_config(arg: str | None = None):
 
   config.model = "resnet9"
   config.width = 16
-  config.num_epochs = 17
+  config.num_epochs = 15
   config.batch_size = 256
   config.optimizer = "nesterov"
   config.learning_rate = 0.2

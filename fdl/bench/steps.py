@@ -31,11 +31,15 @@ import numpy as np
 from fdl import data
 from fdl.bench import fdl_workloads, specs as specs_lib
 from fdl.benchmarking import time_calls
+from fdl.models import conv
 from fdl.models.conv import compiler_options
 from fdl.mri import recon
 from fdl.train import mesh as mesh_lib
 
-FRAMEWORKS = ("fdl", "torch-eager", "torch-compile")
+# "fdl-xla-conv" is fdl's step with `fdl.models.conv`'s lowering forced to 'xla' (XLA's
+# default convolutions and compile options): the before of the CPU convolution work,
+# timed in the same run as the after.
+FRAMEWORKS = ("fdl", "fdl-xla-conv", "torch-eager", "torch-compile")
 RECORD_FIELDS = ("workload", "framework", "step_time_s", "examples_per_sec",
                  "compile_time_s", "flops_per_step", "achieved_flops", "peak_flops",
                  "fraction_of_peak", "num_params")
@@ -115,14 +119,15 @@ def _cost_flops(compiled) -> float | None:
 class _FdlRunner:
   """fdl's step of one workload: compiled ahead of time, state held between calls."""
 
-  def __init__(self, spec: dict, batch: dict, mesh=None):
-    self.state = fdl_workloads.create_state(spec, mesh=mesh)
-    step = fdl_workloads.build_step(spec, mesh=mesh)
-    self.num_params = fdl_workloads.num_params(spec)
-    mesh = mesh or mesh_lib.make_mesh()
-    self.batch = mesh_lib.shard_batch(batch, mesh)
-    start = time.perf_counter()
-    self.compiled = step.jitted.lower(self.state, self.batch).compile()
+  def __init__(self, spec: dict, batch: dict, mesh=None, conv_lowering: str = "auto"):
+    with conv.conv_lowering(conv_lowering):  # traced and compiled under this lowering
+      self.state = fdl_workloads.create_state(spec, mesh=mesh)
+      step = fdl_workloads.build_step(spec, mesh=mesh)
+      self.num_params = fdl_workloads.num_params(spec)
+      mesh = mesh or mesh_lib.make_mesh()
+      self.batch = mesh_lib.shard_batch(batch, mesh)
+      start = time.perf_counter()
+      self.compiled = step.jitted.lower(self.state, self.batch).compile()
     self.compile_time_s = time.perf_counter() - start
     self.flops_per_step = _cost_flops(self.compiled)
     self.loss = None
@@ -210,9 +215,12 @@ def benchmark_workload(name: str, *, steps: int, peak_flops: float,
   if "fdl" in frameworks:
     runners["fdl"] = _FdlRunner(spec, batch)
     log(f"  {name}: fdl compiled in {runners['fdl'].compile_time_s:.1f} s")
+  if "fdl-xla-conv" in frameworks:
+    runners["fdl-xla-conv"] = _FdlRunner(spec, batch, conv_lowering="xla")
+    log(f"  {name}: fdl-xla-conv compiled in {runners['fdl-xla-conv'].compile_time_s:.1f} s")
   flops = runners["fdl"].flops_per_step if "fdl" in runners else None
   for framework in frameworks:
-    if framework == "fdl":
+    if framework.startswith("fdl"):
       continue
     if _torch() is None:
       errors.append({"workload": name, "framework": framework,
