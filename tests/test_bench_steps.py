@@ -144,3 +144,15 @@ def test_torch_compile_records_or_refuses_a_wrong_compiled_model(tmp_path):
   else:
     np.testing.assert_allclose(compiled["modl"]["final_loss"], eager["modl"]["final_loss"],
                                rtol=1e-3)
+
+
+def test_fdl_with_xla_default_convolutions_trains_the_same_function():
+  # The before / after of the CPU convolution lowering, timed side by side, must be
+  # the same model: same parameters, same losses after the same steps.
+  records = steps.benchmark_workload("cnn", steps=2, warmup=1, peak_flops=1.0, tiny=True,
+                                     frameworks=("fdl", "fdl-xla-conv"), log=lambda _: None)
+  by_framework = {r["framework"]: r for r in records}
+  assert set(by_framework) == {"fdl", "fdl-xla-conv"}
+  assert by_framework["fdl"]["num_params"] == by_framework["fdl-xla-conv"]["num_params"]
+  np.testing.assert_allclose(by_framework["fdl"]["final_loss"],
+                             by_framework["fdl-xla-conv"]["final_loss"], rtol=1e-5)

@@ -7,6 +7,16 @@ and of the image, so both are "centered"; the transform is unitary
 
   fft2c(x)  = fftshift(fft2(ifftshift(x))) / sqrt(H W)
   ifft2c(k) = fftshift(ifft2(ifftshift(k))) * sqrt(H W) / (H W)
+
+For even H and W both shifts are a modulation instead: with the checkerboard
+``c[m, n] = (-1)^(m + n)``,
+
+  fftshift(fft2(ifftshift(x))) = (-1)^(H/2 + W/2) c * fft2(c * x)
+
+(the same for ``ifft2``), because shifting by half the length multiplies the other
+domain by ``(-1)^index``. The products fuse into the neighbouring elementwise work
+(coil maps, masks), where the shifts are copies of the whole array, which XLA:CPU runs
+at about 2 GB/s (``benchmarks/NOTES.md``). Odd sizes use the shifts.
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ def fft2c(x: jax.Array) -> jax.Array:
     True
   """
   x = _as_complex(x)
+  if _even(x):
+    before, after = _modulations(x)
+    return after * jnp.fft.fft2(before * x, axes=_AXES, norm="ortho")
   shifted = jnp.fft.ifftshift(x, axes=_AXES)
   return jnp.fft.fftshift(jnp.fft.fft2(shifted, axes=_AXES, norm="ortho"), axes=_AXES)
 
@@ -55,8 +68,25 @@ def ifft2c(k: jax.Array) -> jax.Array:
     True
   """
   k = _as_complex(k)
+  if _even(k):
+    before, after = _modulations(k)
+    return after * jnp.fft.ifft2(before * k, axes=_AXES, norm="ortho")
   shifted = jnp.fft.ifftshift(k, axes=_AXES)
   return jnp.fft.fftshift(jnp.fft.ifft2(shifted, axes=_AXES, norm="ortho"), axes=_AXES)
+
+
+def _even(x) -> bool:
+  return x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0
+
+
+def _modulations(x) -> tuple[jax.Array, jax.Array]:
+  """The checkerboard ``c`` and ``(-1)^(H/2 + W/2) c``, ``[H, W]`` in x's real dtype."""
+  h, w = x.shape[-2:]
+  real = jnp.finfo(x.dtype).dtype
+  parity = (jnp.arange(h)[:, None] + jnp.arange(w)[None, :]) % 2
+  checker = (1 - 2 * parity).astype(real)
+  sign = -1 if (h // 2 + w // 2) % 2 else 1
+  return checker, checker * sign
 
 
 def _as_complex(x) -> jax.Array:
