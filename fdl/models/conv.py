@@ -49,7 +49,7 @@ import contextvars
 import functools
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -134,8 +134,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          batch_group_count=1, precision=None, preferred_element_type=None):
   """``lax.conv_general_dilated`` with the lowering of `resolved_lowering` (same signature).
 
-  ``'cpu_vjp'`` covers 2-D NHWC / HWIO convolutions with any strides and non-negative
-  padding; other calls run ``lax.conv_general_dilated`` and warn once per kind of call.
+  Under ``'cpu_vjp'``, 2-D NHWC / HWIO convolutions of at most ``_MAX_TAPS_BATCH`` images
+  with any strides and non-negative padding take `conv2d_nhwc`'s kernel gradient; larger
+  batches run ``lax.conv_general_dilated`` as they are; other calls do too, with a
+  warning once per kind of call.
   """
   xla = functools.partial(
       lax.conv_general_dilated, lhs, rhs, window_strides, padding, lhs_dilation=lhs_dilation,
