@@ -20,8 +20,8 @@ import jax
 import numpy as np
 
 from fdl import mri, train
-from fdl.benchmarking import time_calls
-from fdl.train import reconstruction
+from fdl.bench.timing import time_calls
+from fdl.tasks import reconstruction
 
 _CONFIG_PATH = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs",
                             "mri_recon.py")

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fdl import mri
-from fdl.benchmarking import time_calls
+from fdl.bench.timing import time_calls
 
 
 def main():

@@ -25,6 +25,11 @@ import jax
 
 from fdl.bench import pure_jax, specs, steps
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peers import torch_peer  # noqa: E402  pylint: disable=g-import-not-at-top
+
+FRAMEWORKS = steps.FDL_FRAMEWORKS + tuple(torch_peer.PEERS)
+
 
 def _parse_list(text: str, allowed, what: str, parser) -> list[str]:
   items = [t for t in text.split(",") if t]
@@ -37,7 +42,7 @@ def _parse_list(text: str, allowed, what: str, parser) -> list[str]:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workloads", default=",".join(specs.WORKLOADS))
-  parser.add_argument("--frameworks", default=",".join(steps.FRAMEWORKS))
+  parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
   parser.add_argument("--steps", type=int, default=20, help="timed steps per framework")
   parser.add_argument("--warmup", type=int, default=2, help="untimed steps after compiling")
   parser.add_argument("--json", default="runs/benchmarks/steps.json")
@@ -54,7 +59,7 @@ def main():
   if args.steps < 1:
     parser.error(f"--steps must be >= 1; got {args.steps}")
   workloads = _parse_list(args.workloads, specs.WORKLOADS, "--workloads", parser)
-  frameworks = _parse_list(args.frameworks, steps.FRAMEWORKS, "--frameworks", parser)
+  frameworks = _parse_list(args.frameworks, FRAMEWORKS, "--frameworks", parser)
   try:
     device_counts = [int(d) for d in args.devices.split(",") if d]
   except ValueError:
@@ -63,10 +68,11 @@ def main():
     parser.error(f"--devices must be >= 1; got {args.devices!r}")
 
   start = time.perf_counter()
-  machine = steps.machine_info()
+  machine = steps.machine_info(torch_peer.info())
   print(f"{machine['cpu']} ({machine['cpu_count']} cores), {machine['device_count']} x "
         f"{machine['device_kind']}; jax {machine['jax']}, torch {machine['torch']}")
-  peak = steps.matmul_peak(size=64 if args.tiny else args.peak_size)
+  peak = steps.matmul_peak(size=64 if args.tiny else args.peak_size,
+                          peer_matmuls=torch_peer.matmuls())
   print(f"matmul peak (float32, n={peak['size']}): "
         + ", ".join(f"{k[:-6]} {v / 1e9:.1f} GFLOP/s" for k, v in peak.items()
                     if k.endswith("_flops") and k != "peak_flops"), flush=True)
@@ -77,7 +83,8 @@ def main():
     print(f"{name} ...", flush=True)
     for record in steps.benchmark_workload(name, steps=args.steps, warmup=args.warmup,
                                            peak_flops=peak["peak_flops"],
-                                           frameworks=frameworks, tiny=args.tiny):
+                                           frameworks=frameworks, tiny=args.tiny,
+                                           peers=torch_peer.PEERS):
       record.update(machine=machine["cpu"], versions=versions,
                     device_kind=machine["device_kind"],
                     device_count=machine["device_count"])

@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 import jax
 
-from fdl.train import data_crimes
+from fdl.studies import data_crimes
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
                                           lock_config=True)

@@ -9,7 +9,7 @@ from ml_collections import config_flags
 
 import jax
 
-from fdl.demos import mri_classical
+from fdl.studies import mri_classical
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
                                           lock_config=True)

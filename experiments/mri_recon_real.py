@@ -10,7 +10,7 @@ fully sampled RSS image and writes ``real_brain.png`` and ``summary.json``.
 
 from absl import app, flags, logging
 
-from fdl.demos import mri_recon_real
+from fdl.studies import mri_recon_real
 
 _WORKDIRS = flags.DEFINE_list("workdirs", None, "Trained runs, comma-separated.")
 _OUT = flags.DEFINE_string("out", "runs/mri_recon_real", "Output directory.")

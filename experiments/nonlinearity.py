@@ -11,7 +11,7 @@ from ml_collections import config_flags
 
 import jax
 
-from fdl.demos import nonlinearity
+from fdl.studies import nonlinearity
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
                                           lock_config=True)

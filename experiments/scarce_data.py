@@ -13,7 +13,7 @@ from ml_collections import config_flags
 
 import jax
 
-from fdl.train import scarce_data
+from fdl.studies import scarce_data
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
                                           lock_config=True)

@@ -9,7 +9,7 @@ from ml_collections import config_flags
 
 import jax
 
-from fdl.train import self_supervised
+from fdl.studies import self_supervised
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
                                           lock_config=True)

@@ -14,7 +14,8 @@ from ml_collections import config_flags
 
 import jax
 
-from fdl.train import config_files, uncertainty_experiment
+from fdl.studies import harness
+from fdl.studies import uncertainty as uncertainty_study
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.",
                                           lock_config=True)
@@ -30,8 +31,8 @@ def main(argv):
   if _CONFIG.value.compilation_cache:
     # The runs share their networks' shapes: compiled steps are reused across runs
     # (and reruns) instead of compiled again, which dominates small CPU runs.
-    config_files.use_compilation_cache(_WORKDIR.value)
-  summary = uncertainty_experiment.run(_CONFIG.value, _WORKDIR.value)
+    harness.use_compilation_cache(_WORKDIR.value)
+  summary = uncertainty_study.run(_CONFIG.value, _WORKDIR.value)
   if summary.get("interrupted"):
     print("interrupted; run the same command again to resume")
     return

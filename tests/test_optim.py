@@ -101,7 +101,7 @@ def test_bad_optimizer_arguments(kwargs, match):
 @pytest.mark.parametrize("kwargs, match", [
     (dict(name="linear", learning_rate=0.1, total_steps=10), r"schedule must be one of \('constant', 'step', 'cosine', 'warmup_cosine'\); got 'linear'"),
     (dict(name="cosine", learning_rate=0.1, total_steps=0), r"total_steps must be > 0; got 0"),
-    (dict(name="warmup_cosine", learning_rate=0.1, total_steps=10, warmup_steps=10), r"warmup_steps must be < total_steps"),
+    (dict(name="warmup_cosine", learning_rate=0.1, total_steps=10, warmup_steps=-1), r"warmup_steps must be >= 0; got -1"),
     (dict(name="step", learning_rate=0.1, total_steps=10, boundaries=(1.5,)), r"boundaries must be fractions in \(0, 1\)"),
 ])
 def test_bad_schedule_arguments(kwargs, match):

@@ -14,13 +14,13 @@ import os
 
 import ml_collections
 
-from fdl.train import config_files
+from fdl.studies import harness
 
 
 def _recon_config(arg=None) -> ml_collections.ConfigDict:
   """The learned-reconstruction config next to this file, `get_config(arg)`."""
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
-  return config_files.load_config(path, arg)
+  return harness.load_config(path, arg)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -30,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The processing series: 1 is the raw k-space; qualities are Pillow's (1-100).
   config.zero_pad_factors = (1.0, 1.25, 1.5, 2.0)
   config.jpeg_qualities = (95, 75, 50, 20)
-  # Methods reported in `results` (of fdl.train.reconstruction.METHODS).
+  # Methods reported in `results` (of fdl.evaluate.reconstruction.METHODS).
   config.methods = ("zero_filled", "cg_sense", "cs_wavelet", "model")
 
   # One learned-reconstruction run per setting: the mri_recon config, smaller.

@@ -4,7 +4,7 @@
       --workdir runs/mri_recon [--config.model=varnet --config.acceleration=8 ...]
 
 `get_config("smoke")` (``--config experiments/configs/mri_recon.py:smoke``) or
-``--config.smoke=True`` shrinks everything (`fdl.train.reconstruction.apply_smoke`)
+``--config.smoke=True`` shrinks everything (`fdl.tasks.reconstruction.apply_smoke`)
 so a run ends in well under two minutes on a CPU, for tests; with the latter, the
 smoke sizes replace command-line overrides of the same keys. `get_config("demo")`
 is what ``make demo`` runs.
@@ -12,7 +12,7 @@ is what ``make demo`` runs.
 
 import ml_collections
 
-from fdl.train import reconstruction
+from fdl.tasks import reconstruction
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()

@@ -19,13 +19,13 @@ import os
 
 import ml_collections
 
-from fdl.train import config_files
+from fdl.studies import harness
 
 
 def _recon_config(arg=None) -> ml_collections.ConfigDict:
   """The learned-reconstruction config next to this file, `get_config(arg)`."""
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
-  return config_files.load_config(path, arg)
+  return harness.load_config(path, arg)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -4,19 +4,19 @@
       --workdir runs/self_supervised [--config.smoke=True]
 
 Trains MoDL three times (``config.methods``) with the same seed: the same volumes,
-split, coil maps and test masks; only the supervision differs (`fdl.train.self_supervised`).
+split, coil maps and test masks; only the supervision differs (`fdl.tasks.supervision`).
 Prints the test table (zero-filled, CG-SENSE, CS and the three MoDLs: NMSE / PSNR / SSIM,
 mean ± std over test slices) and writes ``summary.json``, ``table.txt`` and
 ``reconstructions.png`` into the workdir, one sub-directory per method. The full
 config took 7 minutes on two CPU cores shared with other jobs (test, 18 slices: MoDL
 supervised SSIM 0.818, K-band 0.718, SSDU 0.591, CS 0.604); ``--config.smoke=True``
-(or ``get_config("smoke")``) shrinks every size (`fdl.train.reconstruction.apply_smoke`)
+(or ``get_config("smoke")``) shrinks every size (`fdl.tasks.reconstruction.apply_smoke`)
 for a run of about 2 minutes.
 """
 
 import ml_collections
 
-from fdl.train import reconstruction
+from fdl.tasks import reconstruction
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

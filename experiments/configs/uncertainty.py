@@ -6,14 +6,14 @@
 trains one U-Net with dropout (``mc_dropout/``) and `ensemble.num_members`
 U-Nets on the same data from initial weights of ``init_seed = seed, seed + 1,
 ...`` (``ensemble_<k>/``), each through
-`fdl.train.reconstruction.train_and_evaluate`, then on the shared test split writes ``summary.json`` (error-std correlation, calibration,
+`fdl.tasks.reconstruction.train_and_evaluate`, then on the shared test split writes ``summary.json`` (error-std correlation, calibration,
 lesion probe), ``calibration.png``, ``uncertainty_maps.png`` and
 ``lesion_probe.png``. About 4-6 minutes on two CPU cores at these sizes:
 error-std correlation 0.50 (MC dropout) and 0.46 (ensemble), both std maps too
 small (|error| <= 1 std for 47 % and 33 % of pixels, 68 % if calibrated).
 
 ``--config experiments/configs/uncertainty.py:smoke`` or ``--config.smoke=True``
-shrinks everything (`fdl.train.uncertainty_experiment.apply_smoke`) to a run of
+shrinks everything (`fdl.evaluate.uncertainty_study.apply_smoke`) to a run of
 one to two minutes, for tests; with the latter the smoke sizes replace
 command-line overrides of the same keys.
 """
@@ -23,7 +23,7 @@ import os
 
 import ml_collections
 
-from fdl.train import uncertainty_experiment
+from fdl.studies import uncertainty as uncertainty_study
 
 
 def _recon_config() -> ml_collections.ConfigDict:
@@ -95,5 +95,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.smoke_applied = False
   if config.smoke:
-    uncertainty_experiment.apply_smoke(config)
+    uncertainty_study.apply_smoke(config)
   return config

@@ -1,11 +1,16 @@
-"""The step benchmark: fdl's compiled training steps next to PyTorch's, in one run.
+"""The step benchmark's framework-neutral harness: fdl's compiled steps next to peers.
 
 For each workload of `fdl.bench.specs` this builds fdl's jitted, state-donating
-`train_step` and, when torch is installed, the same model and step in PyTorch
-(eager, and through `torch.compile` where that works), then times them in
-alternating blocks so that both see the same machine conditions. Times are
-medians over the timed steps, each ended by ``block_until_ready`` (fdl) or by
-PyTorch's synchronous CPU execution (`.item()` of the loss).
+`train_step`, and every *peer* handed in by the caller the same model and step in
+another framework (``benchmarks/peers/torch_peer.py``: PyTorch eager and
+``torch.compile``), then times them in alternating blocks so that all see the same
+machine conditions. Times are medians over the timed steps, each ended by
+``block_until_ready`` (fdl) or by the peer's own synchronization.
+
+A peer is a callable ``(spec, batch) -> runner``; the runner has ``step()`` (one
+synchronous training step), ``loss``, ``first_loss``, ``num_params``, ``source`` and
+``compile_time_s`` (None for eager). A peer that raises while building is reported as
+an error record, not fatal. Nothing here imports a peer framework.
 
 FLOPs per step come from XLA's cost analysis of fdl's compiled step; the same
 count is used for the PyTorch records (the same arithmetic, by construction).
@@ -30,7 +35,7 @@ import numpy as np
 
 from fdl import data
 from fdl.bench import fdl_workloads, specs as specs_lib
-from fdl.benchmarking import time_calls
+from fdl.bench.timing import time_calls
 from fdl.models import conv
 from fdl.models.conv import compiler_options
 from fdl.mri import recon
@@ -39,25 +44,20 @@ from fdl.train import mesh as mesh_lib
 # "fdl-xla-conv" is fdl's step with `fdl.models.conv`'s lowering forced to 'xla' (XLA's
 # default convolutions and compile options): the before of the CPU convolution work,
 # timed in the same run as the after.
-FRAMEWORKS = ("fdl", "fdl-xla-conv", "torch-eager", "torch-compile")
+FDL_FRAMEWORKS = ("fdl", "fdl-xla-conv")
 RECORD_FIELDS = ("workload", "framework", "step_time_s", "examples_per_sec",
                  "compile_time_s", "flops_per_step", "achieved_flops", "peak_flops",
                  "fraction_of_peak", "num_params")
 
 
-def _torch():
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    return None
-  return torch
+def machine_info(extra: dict | None = None) -> dict:
+  """The machine, the library versions and the devices the numbers come from.
 
-
-def machine_info() -> dict:
-  """The machine, the library versions and the devices the numbers come from."""
+  Args:
+    extra: entries added by the caller (a peer's version and thread count).
+  """
   import flax  # pylint: disable=g-import-not-at-top
   import optax  # pylint: disable=g-import-not-at-top
-  torch = _torch()
   cpu = platform.processor() or platform.machine()
   try:
     with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -70,18 +70,19 @@ def machine_info() -> dict:
       "python": platform.python_version(), "jax": jax.__version__,
       "jaxlib": jax.lib.__version__ if hasattr(jax.lib, "__version__") else jax.__version__,
       "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__,
-      "torch": torch.__version__ if torch else None,
-      "torch_threads": torch.get_num_threads() if torch else None,
       "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
-      "backend": jax.default_backend(),
+      "backend": jax.default_backend(), **(extra or {}),
   }
 
 
-def matmul_peak(size: int = 2048, repeats: int = 10) -> dict:
+def matmul_peak(size: int = 2048, repeats: int = 10,
+                peer_matmuls: dict[str, Callable[[np.ndarray, np.ndarray], Any]] | None = None
+                ) -> dict:
   """The machine's float32 matmul rate in FLOP/s: ``2 n^3`` per ``n x n`` product.
 
-  Measured with XLA (and with PyTorch when installed; its BLAS may be faster on
-  a CPU); ``peak_flops`` is the larger, the ceiling the workloads are held to.
+  Measured with XLA and with each of `peer_matmuls` (name -> a synchronous
+  ``matmul(a, b)`` on NumPy inputs; a peer's BLAS may be faster on a CPU), as
+  ``<name>_flops``; ``peak_flops`` is the largest, the ceiling the workloads are held to.
   """
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (size, size), jnp.float32)
@@ -94,16 +95,15 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> dict:
     jax.block_until_ready(matmul(a, b))
     times.append(time.perf_counter() - start)
   result = {"size": size, "jax_flops": flops / statistics.median(times)}
-  torch = _torch()
-  if torch is not None:
-    ta, tb = torch.from_numpy(np.array(a)), torch.from_numpy(np.array(b))
-    torch.matmul(ta, tb)
+  for name, peer_matmul in (peer_matmuls or {}).items():
+    prepared = peer_matmul(np.array(a), np.array(b))  # -> a zero-argument product
+    prepared()
     times = []
     for _ in range(repeats):
       start = time.perf_counter()
-      torch.matmul(ta, tb)
+      prepared()
       times.append(time.perf_counter() - start)
-    result["torch_flops"] = flops / statistics.median(times)
+    result[f"{name}_flops"] = flops / statistics.median(times)
   result["peak_flops"] = max(v for k, v in result.items() if k.endswith("_flops"))
   return result
 
@@ -140,24 +140,6 @@ class _FdlRunner:
     self.loss = metrics["loss"]
 
 
-class _TorchRunner:
-  """A PyTorch step of one workload (eager or compiled)."""
-
-  def __init__(self, spec: dict, batch: dict, compile_model: bool):
-    from fdl.bench import torch_peer  # pylint: disable=g-import-not-at-top
-    built = torch_peer.build_step(spec, batch, compile=compile_model)
-    self._step = built.step
-    self.num_params = built.num_params
-    self.source = built.source
-    start = time.perf_counter()
-    self.loss = float(self._step().item())  # torch.compile compiles on this first call
-    self.compile_time_s = time.perf_counter() - start if compile_model else None
-    self.first_loss = self.loss
-
-  def step(self):
-    self.loss = self._step().item()  # .item() waits for the step (CPU: synchronous)
-
-
 def _timed(step: Callable[[], None]) -> float:
   start = time.perf_counter()
   step()
@@ -182,8 +164,9 @@ def _record(spec: dict, framework: str, times: Sequence[float], runner, flops, p
 
 
 def benchmark_workload(name: str, *, steps: int, peak_flops: float,
-                       frameworks: Sequence[str] = FRAMEWORKS, tiny: bool = False,
+                       frameworks: Sequence[str] = FDL_FRAMEWORKS, tiny: bool = False,
                        warmup: int = 2, block: int = 0,
+                       peers: dict[str, Callable[[dict, dict], Any]] | None = None,
                        log: Callable[[str], None] = print) -> list[dict]:
   """Times one workload in every requested framework, alternating in blocks.
 
@@ -191,11 +174,14 @@ def benchmark_workload(name: str, *, steps: int, peak_flops: float,
     name: a workload of `fdl.bench.specs.WORKLOADS`.
     steps: timed steps per framework (>= 1).
     peak_flops: the machine's matmul peak, for ``fraction_of_peak``.
-    frameworks: a subset of `FRAMEWORKS`; PyTorch ones are skipped (with a
-      record holding ``error``) where torch is missing or fails.
+    frameworks: a subset of `FDL_FRAMEWORKS` and of `peers`' names; a peer that
+      fails to build is skipped with a record holding ``error``.
     tiny: the test-size variant of the workload.
     warmup: untimed steps per framework after compilation.
     block: steps per framework per block; 0 picks ``max(1, steps // 4)``.
+    peers: framework name -> ``(spec, batch) -> runner`` (module docstring). A peer
+      named ``<x>-compile`` is checked against ``<x>-eager``: the same first loss, or
+      it is not timed.
     log: where progress lines go.
 
   Returns:
@@ -204,10 +190,12 @@ def benchmark_workload(name: str, *, steps: int, peak_flops: float,
   """
   if steps < 1:
     raise ValueError(f"steps must be >= 1; got {steps!r}")
-  unknown = sorted(set(frameworks) - set(FRAMEWORKS))
+  peers = dict(peers or {})
+  known = FDL_FRAMEWORKS + tuple(peers)
+  unknown = sorted(set(frameworks) - set(known))
   if unknown:
-    raise ValueError(f"frameworks must be among {FRAMEWORKS}; got {unknown}")
-  frameworks = [f for f in FRAMEWORKS if f in frameworks]  # eager before compile
+    raise ValueError(f"frameworks must be among {known}; got {unknown}")
+  frameworks = [f for f in known if f in frameworks]  # in the peers' order: eager first
   spec = specs_lib.get_spec(name, tiny=tiny)
   batch = fdl_workloads.make_batch(spec)
   runners: dict[str, Any] = {}
@@ -222,26 +210,22 @@ def benchmark_workload(name: str, *, steps: int, peak_flops: float,
   for framework in frameworks:
     if framework.startswith("fdl"):
       continue
-    if _torch() is None:
-      errors.append({"workload": name, "framework": framework,
-                     "error": "torch is not installed (pip install -e '.[peer]')"})
-      continue
     try:
-      runners[framework] = _TorchRunner(spec, batch, framework == "torch-compile")
+      runners[framework] = peers[framework](spec, batch)
     except Exception as e:  # pylint: disable=broad-except
-      # A peer that cannot run here (torch.compile without a compiler, complex
-      # numbers in inductor, ...) is reported, not fatal.
+      # A peer that cannot run here (not installed, torch.compile without a compiler,
+      # complex numbers in inductor, ...) is reported, not fatal.
       errors.append({"workload": name, "framework": framework,
                      "error": f"{type(e).__name__}: {str(e).splitlines()[0][:300]}"})
       log(f"  {name}: {framework} failed: {errors[-1]['error']}")
       continue
-    eager = runners.get("torch-eager")
-    if framework == "torch-compile" and eager is not None and not math.isclose(
+    eager = runners.get(framework[:-len("-compile")] + "-eager")
+    if framework.endswith("-compile") and eager is not None and not math.isclose(
         runners[framework].first_loss, eager.first_loss, rel_tol=1e-3, abs_tol=1e-6):
       # Same seed, same batch: the first loss must be eager's. A compiled model that
       # computes something else is not timed (seen: MoDL, torch 2.13 Inductor on CPU).
       errors.append({"workload": name, "framework": framework, "error": (
-          f"torch.compile computes a different function: first loss "
+          f"{framework} computes a different function: first loss "
           f"{runners[framework].first_loss:.6g} vs eager {eager.first_loss:.6g}; not timed")})
       log(f"  {name}: {errors[-1]['error']}")
       del runners[framework]

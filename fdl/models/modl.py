@@ -59,7 +59,7 @@ class ResidualDenoiser(nn.Module):
     depth: number of convolutions, >= 1.
     width: channels of the hidden convolutions.
     dropout: channel-wise drop probability after every hidden ReLU, in [0, 1); for
-      Monte-Carlo dropout (`fdl.train.uncertainty`). 0 adds nothing.
+      Monte-Carlo dropout (`fdl.evaluate.uncertainty`). 0 adds nothing.
   """
 
   depth: int = 5  # Convolutions, the last back to 2 channels.

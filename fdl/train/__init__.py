@@ -1,22 +1,26 @@
 """Training core: state, optimizers, compiled steps, mesh, loop, checkpoints."""
 
-from fdl.train.checkpoint import Checkpointer
+from fdl.train.checkpoint import (CheckpointError, Checkpointer,
+                                  DamagedCheckpointWarning)
 from fdl.train.distributed import initialize as initialize_distributed
 from fdl.train.distributed import process_slice
 from fdl.train.early_stopping import EarlyStopping
-from fdl.train.loop import FitResult, evaluate, fit
+from fdl.train.loop import FitResult, evaluate, exit_status, fit
 from fdl.train.mesh import make_mesh, replicated, batch_sharded, shard_batch, to_host
 from fdl.train.metric_writer import MetricWriter, read_jsonl, write_json
 from fdl.train.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from fdl.train.state import TrainState, create_train_state, num_params
+from fdl.train.workdir import StaleLockWarning, WorkdirBusyError, WorkdirLock
 from fdl.train.step import (classification_loss, make_eval_step, make_train_step,
                             predict, reconstruction_loss, regression_loss)
 
 __all__ = [
-    "Checkpointer", "EarlyStopping", "FitResult", "MetricWriter", "OPTIMIZERS",
+    "CheckpointError", "Checkpointer", "DamagedCheckpointWarning",
+    "EarlyStopping", "FitResult", "MetricWriter", "OPTIMIZERS",
     "SCHEDULES", "TrainState", "batch_sharded", "classification_loss",
-    "create_train_state", "evaluate", "fit", "initialize_distributed",
+    "create_train_state", "evaluate", "exit_status", "fit", "initialize_distributed",
     "make_eval_step", "make_mesh", "make_optimizer", "make_schedule",
     "make_train_step", "num_params", "predict", "process_slice", "read_jsonl",
     "reconstruction_loss", "regression_loss", "replicated", "shard_batch", "to_host", "write_json",
+    "StaleLockWarning", "WorkdirBusyError", "WorkdirLock",
 ]

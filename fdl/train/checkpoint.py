@@ -5,19 +5,54 @@ A checkpoint holds two items: ``state`` (the `TrainState` leaves, saved with
 shardings) and ``meta`` (JSON: the loop's position and early-stopping record).
 The manager keeps the last `keep` checkpoints and, when `best_metric` is given,
 the best one by that metric.
+
+A checkpoint can be damaged on disk (a truncated array file after a full disk
+or a killed copy, garbage in ``meta/metadata``). `Checkpointer.restore_latest`
+then warns with the step and the reason, and falls back to the newest step
+that restores completely; a step whose restore raises is never used in part.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import shutil
+import warnings
+from typing import Any, Callable
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import serialization
 from orbax.checkpoint import checkpoint_managers as policies
 
 from fdl.train.state import TrainState
+
+# Damaged steps set aside by `restore_latest` go here, out of Orbax's sight (its
+# step folders are named by bare integers).
+DAMAGED_DIR = "damaged"
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint (or every checkpoint of a directory) cannot be restored."""
+
+
+class DamagedCheckpointWarning(UserWarning):
+  """A checkpoint step could not be restored and was skipped."""
+
+
+def _one_line(error: BaseException, limit: int = 300) -> str:
+  """``Type: first line of the message``, at most `limit` characters."""
+  text = str(error).strip().splitlines()
+  text = f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _all_processes(flag: bool) -> bool:
+  """Whether `flag` holds on every process (itself with one process)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return bool(np.all(multihost_utils.process_allgather(np.asarray(flag))))
 
 
 class Checkpointer:
@@ -82,6 +117,10 @@ class Checkpointer:
             meta=ocp.args.JsonSave(meta)),
         metrics=metrics, force=True)
 
+  def step_path(self, step: int) -> str:
+    """The folder of checkpoint `step`."""
+    return os.path.join(self.directory, str(step))
+
   def restore(self, like: TrainState, step: int | None = None
               ) -> tuple[TrainState, dict]:
     """Restores the checkpoint at `step` (default latest) into `like`'s structure.
@@ -93,20 +132,136 @@ class Checkpointer:
 
     Returns:
       ``(state, meta)``.
+
+    Raises:
+      FileNotFoundError: there is no checkpoint (at `step`) in the directory.
+      CheckpointError: the checkpoint exists but cannot be read (damaged
+        files, or a structure other than `like`'s); the message names the step
+        folder and the reason in one line, the original error is chained.
     """
     if step is None:
       step = self.latest_step()
     if step is None:
       raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    if step not in self.all_steps():
+      raise FileNotFoundError(
+          f"no checkpoint at step {step} in {self.directory}; steps there: "
+          f"{self.all_steps()}")
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
         serialization.to_state_dict(like))
-    restored = self._manager.restore(
-        step,
-        args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                meta=ocp.args.JsonRestore()))
-    state = serialization.from_state_dict(like, restored["state"])
-    return state, dict(restored["meta"])
+    try:
+      restored = self._manager.restore(
+          step,
+          args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
+                                  meta=ocp.args.JsonRestore()))
+      meta = restored["meta"]
+      if not isinstance(meta, dict):
+        raise ValueError(f"meta is a {type(meta).__name__}, not a JSON object")
+      state = serialization.from_state_dict(like, restored["state"])
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f"cannot restore checkpoint {self.step_path(step)}: {_one_line(e)}"
+      ) from e
+    return state, dict(meta)
+
+  def restore_latest(
+      self, like: TrainState, *,
+      validate: Callable[[TrainState, dict], Any] | None = None,
+      set_aside_damaged: bool = False,
+  ) -> tuple[TrainState, dict, int]:
+    """Restores the newest checkpoint that reads completely, newest first.
+
+    A step whose restore raises (or that `validate` rejects) is skipped with a
+    `DamagedCheckpointWarning` naming the step, the step used instead and the
+    reason, in one line; its values are never used.
+
+    Args:
+      like: structure, shapes, dtypes and shardings wanted (see `restore`).
+      validate: optional ``(state, meta) -> None`` that raises when a restored
+        checkpoint is unusable (for example a `meta` missing the keys the
+        caller needs); such a step counts as damaged.
+      set_aside_damaged: once a readable step is found, move the skipped
+        ones to ``<directory>/damaged/<step>`` (process 0; all processes then
+        re-read the directory); when none is readable nothing moves. A resumed
+        run continues from an older step, and the damaged newer folders would
+        otherwise count as the most recent ones for the keep policy, which
+        could delete the new run's checkpoints in their favour.
+
+    Returns:
+      ``(state, meta, step)``.
+
+    Raises:
+      FileNotFoundError: the directory holds no checkpoint.
+      CheckpointError: no step could be restored; the message names the
+        directory and each step's reason.
+    """
+    steps = sorted(self.all_steps(), reverse=True)
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    failures: list[tuple[int, str]] = []
+    last_error = None
+    result = None
+    for step in steps:
+      error = None
+      try:
+        state, meta = self.restore(like, step)
+        if validate is not None:
+          validate(state, meta)
+      except CheckpointError as e:
+        error = e
+        reason = _one_line(e.__cause__ or e)
+      except Exception as e:  # pylint: disable=broad-except  (from `validate`)
+        error = e
+        reason = _one_line(e)
+      # Every process must settle on the same step, even if the damage is in
+      # a shard that only some of them read.
+      if _all_processes(error is None):
+        result = state, meta, step
+        break
+      if error is None:
+        reason = "unreadable on another process"
+      last_error = error or last_error
+      failures.append((step, reason))
+    if result is None:
+      # Nothing is moved: a rerun must fail the same way, not start afresh.
+      for step, reason in failures:
+        warnings.warn(
+            f"checkpoint step {step} in {self.directory} cannot be restored: "
+            f"{reason}", DamagedCheckpointWarning, stacklevel=2)
+      raise CheckpointError(
+          f"no readable checkpoint in {self.directory}: " + "; ".join(
+              f"step {s}: {r}" for s, r in failures)) from last_error
+    moved = (self._set_aside([s for s, _ in failures]) if set_aside_damaged
+             else {})
+    for step, reason in failures:
+      where = f" (moved to {moved[step]})" if step in moved else ""
+      warnings.warn(
+          f"checkpoint step {step} in {self.directory} cannot be restored, "
+          f"resuming from step {result[2]} instead{where}: {reason}",
+          DamagedCheckpointWarning, stacklevel=2)
+    return result
+
+  def _set_aside(self, steps: list[int]) -> dict[int, str]:
+    """Moves step folders to ``damaged/``; returns ``{step: new path}``."""
+    self._manager.wait_until_finished()
+    moved = {}
+    target_dir = os.path.join(self.directory, DAMAGED_DIR)
+    for step in steps:
+      target = os.path.join(target_dir, str(step))
+      n = 1
+      while os.path.exists(target):
+        target = os.path.join(target_dir, f"{step}-{n}")
+        n += 1
+      moved[step] = target
+      if jax.process_index() == 0:
+        os.makedirs(target_dir, exist_ok=True)
+        shutil.move(self.step_path(step), target)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("fdl_checkpoint_set_aside")
+    self._manager.reload()
+    return moved
 
   def wait(self) -> None:
     """Blocks until asynchronous saves have finished."""

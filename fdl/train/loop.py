@@ -6,12 +6,21 @@ saves one mid-epoch, and a new call with the same `workdir` resumes from the
 latest, skipping the batches already consumed, so that an interrupted and resumed
 run ends with the same parameters as an uninterrupted one. The data must
 therefore be a deterministic function of the epoch (see `train_data`).
+
+What a run leaves in its `workdir` tells how it ended: ``interrupted.json``
+(signal, step, time) after a signal, removed again when a later run finishes;
+``.fit.lock`` while a `fit` is running, so that a second `fit` on the same
+`workdir` refuses instead of racing on the checkpoints. Entry points exit with
+``sys.exit(exit_status(result))``, so that a scheduler sees an interrupted run
+as failed (``128 + signal number``, the shell's convention).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
+import json
 import logging
 import math
 import os
@@ -27,6 +36,7 @@ import tqdm
 
 from fdl.train import mesh as mesh_lib
 from fdl.train.checkpoint import Checkpointer
+from fdl.train.workdir import WorkdirLock
 from fdl.train.early_stopping import EarlyStopping
 from fdl.train.metric_writer import MetricWriter, is_writer
 from fdl.train.state import TrainState
@@ -37,6 +47,11 @@ log = logging.getLogger(__name__)
 # ranking by this value (epoch number when improved, -1 otherwise) makes Orbax's
 # "best" agree with the early-stopping rule, min_delta included.
 _BEST_RANK = "best_rank"
+
+INTERRUPTED_FILE = "interrupted.json"  # in the workdir, while a run is stopped
+FIT_LOCK = ".fit.lock"  # in the workdir, while `fit` runs there
+# What `meta` must hold for a checkpoint to be resumed from.
+_META_KEYS = ("epoch", "batches_done", "history", "tracker")
 
 
 @dataclasses.dataclass
@@ -51,6 +66,9 @@ class FitResult:
     best_epoch: 0-based epoch with the best watched metric, or None.
     stopped_early: whether early stopping ended the run.
     interrupted: whether a signal ended the run (a checkpoint was saved).
+    signal: the number of that signal (``signal.SIGTERM``, ...), else None. In
+      a multi-process run, every process reports the signal that stopped it,
+      also when it arrived at another process.
   """
 
   state: TrainState
@@ -59,6 +77,31 @@ class FitResult:
   best_epoch: int | None
   stopped_early: bool
   interrupted: bool
+  signal: int | None = None
+
+  @property
+  def signal_name(self) -> str | None:
+    """``"SIGTERM"``, ``"SIGINT"``, ... or None."""
+    return None if self.signal is None else signal.Signals(self.signal).name
+
+
+def exit_status(result: FitResult) -> int:
+  """The process exit status for an entry point that ran `fit`.
+
+  ``128 + signal number`` for an interrupted run (143 after SIGTERM, 130 after
+  Ctrl-C, as a shell reports a process killed by that signal), 0 otherwise, so
+  that a job scheduler or ``make`` sees an interrupted run as not finished. Use
+  it as ``sys.exit(exit_status(result))``.
+
+  Args:
+    result: what `fit` returned.
+
+  Returns:
+    The exit status, an int in [0, 255].
+  """
+  if not result.interrupted:
+    return 0
+  return 128 + int(result.signal if result.signal is not None else signal.SIGTERM)
 
 
 class _StopFlag:
@@ -66,6 +109,7 @@ class _StopFlag:
 
   def __init__(self):
     self.requested = False
+    self.signum = None
     self.signal_name = None
 
   def handler(self, signum, frame):
@@ -73,6 +117,7 @@ class _StopFlag:
     if self.requested and signum == signal.SIGINT:
       raise KeyboardInterrupt  # a second Ctrl-C stops at once
     self.requested = True
+    self.signum = int(signum)
     self.signal_name = signal.Signals(signum).name
 
 
@@ -115,11 +160,37 @@ def evaluate(state: TrainState, eval_step: Callable, batches: Iterable,
   return {prefix + k: v / count for k, v in sums.items()}
 
 
-def _any_process(flag: bool) -> bool:
+def _agreed_signal(signum: int | None) -> int | None:
+  """The signal any process received (the highest number), or None."""
   if jax.process_count() == 1:
-    return flag
+    return signum
   from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
+  received = int(np.max(multihost_utils.process_allgather(
+      np.asarray(signum or 0, np.int32))))
+  return received or None
+
+
+def _check_resumable(state: TrainState, meta: dict) -> None:
+  del state
+  missing = [k for k in _META_KEYS if k not in meta]
+  if missing:
+    raise KeyError(f"meta lacks {missing}")
+
+
+def _write_interrupted(workdir: str, signum: int | None, step: int, epoch: int,
+                       checkpoint_dir: str) -> None:
+  """Records in `workdir` that a signal stopped the run (process 0)."""
+  record = {
+      "signal": None if signum is None else signal.Signals(signum).name,
+      "signum": signum, "step": step, "epoch": epoch,
+      "time": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+      "checkpoint_dir": checkpoint_dir,
+  }
+  path = os.path.join(workdir, INTERRUPTED_FILE)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
+    json.dump(record, f, indent=1)
+  os.replace(path + ".tmp", path)
 
 
 def fit(
@@ -157,14 +228,22 @@ def fit(
       checkpoint is kept in addition.
     log_every: steps between metric fetches (finite checks, log lines).
     progress: show a progress bar (process 0 only).
-    handle_signals: save a checkpoint and return on SIGTERM / Ctrl-C.
+    handle_signals: save a checkpoint and return on SIGTERM / Ctrl-C; the
+      result then has ``interrupted=True`` and the signal, and
+      ``workdir/interrupted.json`` records it until a later run finishes.
 
   Returns:
-    A `FitResult`.
+    A `FitResult`; pass it to `exit_status` for the process's exit status.
 
   Raises:
     FloatingPointError: a non-finite loss; the message names the step. No
       checkpoint is written after it, so the last good one stays intact.
+    fdl.train.workdir.WorkdirBusyError: another `fit` is running on
+      `workdir` (the message names its pid and host).
+    fdl.train.checkpoint.CheckpointError: `workdir` has checkpoints but none
+      can be restored. A damaged newest one is skipped with a warning, moved
+      to ``workdir/checkpoints/damaged/``, and the run resumes from the newest
+      readable one.
   """
   if num_epochs < 1:
     raise ValueError(f"num_epochs must be >= 1; got {num_epochs!r}")
@@ -174,7 +253,20 @@ def fit(
     raise ValueError("eval_step and val_data must be given together")
   if early_stopping is not None and val_data is None:
     raise ValueError("early_stopping needs eval_step and val_data")
+  lock = (WorkdirLock(workdir, name=FIT_LOCK) if workdir is not None
+          else contextlib.nullcontext())
+  with lock:
+    return _fit(state, train_step, train_data, num_epochs=num_epochs,
+                eval_step=eval_step, val_data=val_data, workdir=workdir,
+                early_stopping=early_stopping,
+                keep_checkpoints=keep_checkpoints, log_every=log_every,
+                progress=progress, handle_signals=handle_signals)
 
+
+def _fit(state, train_step, train_data, *, num_epochs, eval_step, val_data,
+         workdir, early_stopping, keep_checkpoints, log_every, progress,
+         handle_signals) -> FitResult:
+  """`fit` after its checks, with the workdir lock held."""
   # Without early stopping, still track the best validation loss for the
   # checkpoint policy; patience is then effectively infinite.
   tracker = early_stopping or EarlyStopping(
@@ -189,7 +281,10 @@ def fit(
         os.path.join(workdir, "checkpoints"), keep=keep_checkpoints,
         best_metric=_BEST_RANK, best_mode="max")
     if checkpointer.latest_step() is not None:
-      state, meta = checkpointer.restore(state)
+      # A damaged newest checkpoint is skipped (with a warning) and moved aside,
+      # so that the resumed run's own checkpoints rank as the newest.
+      state, meta, resumed_step = checkpointer.restore_latest(
+          state, validate=_check_resumable, set_aside_damaged=True)
       start_epoch = meta["epoch"]
       skip_batches = meta["batches_done"]
       partial = meta.get("partial")
@@ -202,8 +297,17 @@ def fit(
             early_stopping, best=tracker.best, best_epoch=tracker.best_epoch,
             wait=tracker.wait)
       if is_writer():
-        print(f"fit: resumed from step {checkpointer.latest_step()} in {workdir} "
+        print(f"fit: resumed from step {resumed_step} in {workdir} "
               f"(epoch {start_epoch}, batch {skip_batches})", flush=True)
+    previous = os.path.join(workdir, INTERRUPTED_FILE)
+    if is_writer() and os.path.exists(previous):
+      try:
+        with open(previous, encoding="utf-8") as f:
+          record = json.load(f)
+        print(f"fit: the previous run was stopped by {record.get('signal')} at "
+              f"step {record.get('step')} ({record.get('time')})", flush=True)
+      except (OSError, ValueError):
+        pass
 
   def meta(epoch, batches_done, stopped_early=False, partial_sums=None):
     return {"epoch": epoch, "batches_done": batches_done, "history": history,
@@ -212,6 +316,7 @@ def fit(
 
   stopped_early = finished
   interrupted = False
+  stop_signal = None
   host_step = _step_number(state)
   best_copy = None  # the best state, kept on device when there is no workdir
   epoch = start_epoch
@@ -281,10 +386,10 @@ def fit(
         # Several processes must agree to stop at the same step, so they
         # compare their flags at flush points only.
         if jax.process_count() == 1:
-          stop_now = stop.requested
-        else:
-          stop_now = at_flush and _any_process(stop.requested)
-        if stop_now:
+          stop_signal = stop.signum if stop.requested else None
+        elif at_flush:
+          stop_signal = _agreed_signal(stop.signum)
+        if stop_signal is not None:
           flush()
           interrupted = True
           break
@@ -297,8 +402,12 @@ def fit(
           checkpointer.save(state, meta(epoch, batches_done, partial_sums={
               "sums": sums, "steps": steps_in_epoch}))
           checkpointer.wait()
+          if is_writer():
+            _write_interrupted(workdir, stop_signal, host_step, epoch,
+                               checkpointer.directory)
         if is_writer():
-          print(f"fit: {stop.signal_name} received; saved a checkpoint at step "
+          name = stop.signal_name or signal.Signals(stop_signal).name
+          print(f"fit: {name} received; saved a checkpoint at step "
                 f"{host_step} and stopped", flush=True)
         break
 
@@ -353,10 +462,14 @@ def fit(
             f"{best_step})", flush=True)
   if checkpointer is not None:
     checkpointer.close()
+    if not interrupted and is_writer():
+      # This run finished: a stop recorded by an earlier one no longer applies.
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(workdir, INTERRUPTED_FILE))
   writer.close()
   return FitResult(state=state, history=history, epochs_run=len(history),
                    best_epoch=best_epoch, stopped_early=stopped_early,
-                   interrupted=interrupted)
+                   interrupted=interrupted, signal=stop_signal)
 
 
 def _step_number(state: TrainState) -> int:

@@ -6,6 +6,7 @@ start-up with the list of known names, not deep inside a compiled step.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import jax
@@ -41,13 +42,20 @@ def make_schedule(
       ``warmup_cosine`` (linear warm-up from 0 over `warmup_steps`, then cosine).
     learning_rate: peak learning rate.
     total_steps: number of optimizer steps in the run (> 0).
-    warmup_steps: linear warm-up steps, for ``warmup_cosine``.
+    warmup_steps: linear warm-up steps, for ``warmup_cosine`` (>= 0). A value
+      that leaves no step for the decay (``>= total_steps``, as a warm-up given
+      in epochs does in a one-epoch run) is clamped to ``total_steps - 1``
+      with a warning.
     boundaries: fractions in (0, 1) of `total_steps`, for ``step``.
     decay_factor: multiplier applied at each boundary, for ``step``.
     end_learning_rate: final value of the cosine schedules.
 
   Returns:
     An Optax schedule.
+
+  Raises:
+    ValueError: an unknown `name`, a non-positive `learning_rate` or
+      `total_steps`, a negative `warmup_steps`, or `boundaries` outside (0, 1).
   """
   if name not in SCHEDULES:
     raise ValueError(f"schedule must be one of {SCHEDULES}; got {name!r}")
@@ -68,8 +76,13 @@ def make_schedule(
     return optax.cosine_decay_schedule(
         learning_rate, total_steps, alpha=end_learning_rate / learning_rate)
   if warmup_steps >= total_steps:
-    raise ValueError(
-        f"warmup_steps must be < total_steps ({total_steps}); got {warmup_steps}")
+    # Usually derived (warm-up epochs times steps per epoch), so a short run
+    # should still train: keep at least one step of decay to the end value.
+    used = total_steps - 1
+    warnings.warn(
+        f"warmup_steps={warmup_steps} leaves no decay step in total_steps="
+        f"{total_steps}; using warmup_steps={used}", stacklevel=2)
+    warmup_steps = used
   return optax.warmup_cosine_decay_schedule(
       0.0, learning_rate, warmup_steps, total_steps, end_value=end_learning_rate)
 

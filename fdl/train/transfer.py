@@ -13,7 +13,7 @@ Three pieces, each usable on its own:
   they stay bit-identical through training; the rest get the run's optimizer.
 
 `init_state_from` and `freeze_state` apply them to a `TrainState`, which is
-how `fdl.train.reconstruction` uses them (``config.init_from``,
+how `fdl.tasks.reconstruction` uses them (``config.init_from``,
 ``config.freeze``).
 
 Parameter paths are the dict keys from the root of the collection joined by
@@ -245,7 +245,7 @@ def init_state_from(state: TrainState, source: str | Mapping[str, Any], *,
   Args:
     state: a freshly created state (`create_train_state`), replicated over `mesh`.
     source: a path for `load_variables`, or variables ``{"params": ...,
-      "batch_stats": ...}`` (e.g. from `fdl.train.reconstruction.load_trained`).
+      "batch_stats": ...}`` (e.g. from `fdl.tasks.reconstruction.load_trained`).
     mesh: the state's mesh; None means all devices.
     step: for a path, the checkpoint step (see `load_variables`).
 

@@ -1,1 +1,0 @@
-"""Small end-to-end demonstrations built from library pieces."""

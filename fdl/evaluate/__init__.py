@@ -1,0 +1,7 @@
+"""The one look at a sealed test split: classical baselines, scores, uncertainty, figures.
+
+- `fdl.evaluate.reconstruction`: zero-filled, CG-SENSE and CS baselines, fastMRI scores
+  per slice and per volume, and the test evaluation of a trained network;
+- `fdl.evaluate.uncertainty`: MC dropout, ensembles, calibration, the lesion probe;
+- `fdl.evaluate.figures`: the shared matplotlib figures.
+"""
