@@ -10,12 +10,15 @@ The argument after the file name picks a preset:
 - `:cifar`: CIFAR-10 from a prepared TFDS_DATA_DIR with the usual crop + flip;
   use `--config.dataset=cifar10_dir --config.data_dir=DIR` for the python pickle
   files, or `--config.dataset=npz --config.train_file=... --config.test_file=...`.
-- `:smoke`: synthetic data and a tiny CNN, for tests.
+- `:smoke` (or ``--config.smoke=True``): synthetic data and a tiny CNN, for tests
+  (``fdl.config_files.SMOKE["cifar"]``).
 The recipe behind the README's CIFAR-10 result is `cifar10_cpu.py`. Epoch
 numbers in summary.json count from 1.
 """
 
 import ml_collections
+
+from fdl import config_files
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -81,13 +84,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   config.smoke = arg == "smoke"
   if config.smoke:
-    config.dataset = "synthetic"
-    config.model = "cnn"
-    config.model_kwargs = ml_collections.ConfigDict(
-        {"features": (8, 16), "dense": (32,)})
-    config.num_epochs = 2
-    config.batch_size = 64
-    config.val_size = 64
-    config.log_every = 4
-    config.progress = False
+    config_files.apply_smoke(config, "cifar")
   return config

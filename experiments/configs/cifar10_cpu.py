@@ -7,26 +7,21 @@ Reads the numpy copy of CIFAR-10 in ../shared/data/cifar10 (override
 `--config.train_file` etc.). Validation: 5,000 images carved from the 50,000
 training images; test: the 1,000 lossless official test images, then, once
 each, the 10,000 JPEG-decoded ones. See README for the measured result.
+`:smoke` is this recipe, tiny, on the same data (``fdl.config_files.SMOKE
+["cifar10_cpu"]``); ``--config.smoke=True`` is the generic classification smoke.
 """
 
-import importlib.util
 import os
+
+from fdl import config_files
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _DATA = os.path.normpath(os.path.join(_HERE, "..", "..", "..", "shared", "data",
                                       "cifar10"))
 
 
-def _base_config(arg):
-  spec = importlib.util.spec_from_file_location(
-      "cifar_base_config", os.path.join(_HERE, "cifar.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
-
-
 def get_config(arg: str | None = None):
-  config = _base_config(None)
+  config = config_files.load_config(os.path.join(_HERE, "cifar.py"))
   config.dataset = "npz"
   config.train_file = os.path.join(_DATA, "cifar10_train.npz")
   config.test_file = os.path.join(_DATA, "cifar10_test1000_lossless.npz")
@@ -48,10 +43,5 @@ def get_config(arg: str | None = None):
   config.test_time_flip = True
   config.log_every = 25
   if arg == "smoke":  # the same recipe, tiny, for tests
-    config.num_epochs = 1
-    config.warmup_epochs = 0.5
-    config.width = 2
-    config.batch_size = 32
-    config.val_size = 64
-    config.progress = False
+    config_files.apply_smoke(config, "cifar10_cpu")
   return config

@@ -14,13 +14,13 @@ import os
 
 import ml_collections
 
-from fdl.studies import harness
+from fdl import config_files
 
 
 def _recon_config(arg=None) -> ml_collections.ConfigDict:
   """The learned-reconstruction config next to this file, `get_config(arg)`."""
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
-  return harness.load_config(path, arg)
+  return config_files.load_config(path, arg)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -55,6 +55,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.recon = recon
 
   if config.smoke:
-    config.zero_pad_factors = (1.0, 2.0)
-    config.jpeg_qualities = (90, 20)
+    config_files.apply_smoke(config, "data_crimes")
   return config

@@ -6,10 +6,13 @@
 Simulates multi-coil k-space (random ellipse phantoms, Biot-Savart loop coils,
 complex Gaussian noise) unless `--config.files` lists fastMRI HDF5 files, then
 reconstructs at each acceleration and prints NMSE / PSNR / SSIM per method
-(mean ± std over slices). `:smoke` shrinks everything for tests.
+(mean ± std over slices). `:smoke` (or ``--config.smoke=True``) shrinks everything
+for tests.
 """
 
 import ml_collections
+
+from fdl import config_files
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -40,13 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.cs_iters = 60
   config.cs_lambda = 1e-3  # relative to the max of the zero-filled image
 
-  if arg == "smoke":
-    config.num_slices = 2
-    config.shape = (64, 64)
-    config.num_coils = 4
-    config.calib_size = 10
-    config.kernel_size = 4
-    config.cs_iters = 10
-    config.accelerations = (4,)
-    config.center_fractions = (0.16,)
+  config.smoke = arg == "smoke"
+  if config.smoke:
+    config_files.apply_smoke(config, "mri_classical")
   return config

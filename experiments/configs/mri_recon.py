@@ -4,7 +4,7 @@
       --workdir runs/mri_recon [--config.model=varnet --config.acceleration=8 ...]
 
 `get_config("smoke")` (``--config experiments/configs/mri_recon.py:smoke``) or
-``--config.smoke=True`` shrinks everything (`fdl.tasks.reconstruction.apply_smoke`)
+``--config.smoke=True`` shrinks everything to ``fdl.config_files.SMOKE["mri_recon"]``
 so a run ends in well under two minutes on a CPU, for tests; with the latter, the
 smoke sizes replace command-line overrides of the same keys. `get_config("demo")`
 is what ``make demo`` runs.
@@ -12,7 +12,8 @@ is what ``make demo`` runs.
 
 import ml_collections
 
-from fdl.tasks import reconstruction
+from fdl import config_files
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -105,7 +106,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         num_iters=4, cg_iters=4, depth=4, width=32, lam_init=0.05))
     config.num_epochs = 6
     config.cs_iters = 40
-  config.smoke_applied = False
   if config.smoke:
-    reconstruction.apply_smoke(config)
+    config_files.apply_smoke(config, "mri_recon")
   return config

@@ -19,13 +19,13 @@ import os
 
 import ml_collections
 
-from fdl.studies import harness
+from fdl import config_files
 
 
 def _recon_config(arg=None) -> ml_collections.ConfigDict:
   """The learned-reconstruction config next to this file, `get_config(arg)`."""
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
-  return harness.load_config(path, arg)
+  return config_files.load_config(path, arg)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -83,8 +83,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       phantom="random", val_volumes=1, test_volumes=2))
 
   if config.smoke:
-    config.train_sizes = (2, 4)
-    config.steps = 6
-    config.pretrain.update(dict(num_volumes=4, slices_per_volume=3, num_epochs=2))
-    config.target.update(dict(num_volumes=5, slices_per_volume=2))
+    config_files.apply_smoke(config, "scarce_data")
   return config

@@ -10,13 +10,13 @@ mean ± std over test slices) and writes ``summary.json``, ``table.txt`` and
 ``reconstructions.png`` into the workdir, one sub-directory per method. The full
 config took 7 minutes on two CPU cores shared with other jobs (test, 18 slices: MoDL
 supervised SSIM 0.818, K-band 0.718, SSDU 0.591, CS 0.604); ``--config.smoke=True``
-(or ``get_config("smoke")``) shrinks every size (`fdl.tasks.reconstruction.apply_smoke`)
-for a run of about 2 minutes.
+(or ``get_config("smoke")``) shrinks every size (``fdl.config_files.SMOKE``) for a
+run of about 2 minutes.
 """
 
 import ml_collections
 
-from fdl.tasks import reconstruction
+from fdl import config_files
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -99,7 +99,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.progress = False
   config.figure_slices = 2
 
-  config.smoke_applied = False
   if config.smoke:
-    reconstruction.apply_smoke(config)
+    config_files.apply_smoke(config, "self_supervised")
   return config

@@ -13,26 +13,22 @@ error-std correlation 0.50 (MC dropout) and 0.46 (ensemble), both std maps too
 small (|error| <= 1 std for 47 % and 33 % of pixels, 68 % if calibrated).
 
 ``--config experiments/configs/uncertainty.py:smoke`` or ``--config.smoke=True``
-shrinks everything (`fdl.evaluate.uncertainty_study.apply_smoke`) to a run of
-one to two minutes, for tests; with the latter the smoke sizes replace
-command-line overrides of the same keys.
+shrinks everything (``fdl.config_files.SMOKE["uncertainty"]``) to a run of one
+to two minutes, for tests; with the latter the smoke sizes replace command-line
+overrides of the same keys.
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
-from fdl.studies import uncertainty as uncertainty_study
+from fdl import config_files
 
 
 def _recon_config() -> ml_collections.ConfigDict:
   """The mri_recon defaults, which the runs here shrink and override."""
   path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
-  spec = importlib.util.spec_from_file_location("mri_recon_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return config_files.load_config(path)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -89,11 +85,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.lesion_gap = 1.0  # pixels between the disc and the ring it is compared with
   config.figure_slice = 0  # the test slice shown in the figures
 
-  # Persistent XLA compilation cache in <workdir>/jax_cache, set by the entry
-  # point: the runs compile the same networks, so later ones reuse the first's.
+  # Persistent XLA compilation cache in <workdir>/jax_cache (fdl.studies.harness):
+  # the runs compile the same networks, so later ones reuse the first's.
   config.compilation_cache = True
 
-  config.smoke_applied = False
   if config.smoke:
-    uncertainty_study.apply_smoke(config)
+    config_files.apply_smoke(config, "uncertainty")
   return config

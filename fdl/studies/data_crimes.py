@@ -25,10 +25,11 @@ import time
 
 import ml_collections
 
+from fdl import config_files
 from fdl.evaluate import figures
 from fdl.evaluate import reconstruction as evaluation
-from fdl.tasks import reconstruction
-from fdl.train.metric_writer import is_writer, write_json
+from fdl.studies import harness
+from fdl.train.metric_writer import is_writer
 
 SERIES = ("zero_pad_factor", "jpeg_quality")
 METHOD_LABELS = {"zero_filled": "zero-filled", "cg_sense": "CG-SENSE",
@@ -71,8 +72,6 @@ def recon_config(config: ml_collections.ConfigDict, setting: dict
   recon = ml_collections.ConfigDict(config.recon.to_dict())
   recon.zero_pad_factor = float(setting.get("zero_pad_factor", 1.0))
   recon.jpeg_quality = int(setting.get("jpeg_quality", 0))
-  if config.smoke and not recon.get("smoke_applied"):
-    reconstruction.apply_smoke(recon)
   return recon
 
 
@@ -84,57 +83,64 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       `fdl.evaluate.evaluation.METHODS`), ``smoke`` and ``recon`` (an
       `experiments/configs/mri_recon.py` config; its own ``zero_pad_factor``
       and ``jpeg_quality`` are replaced per setting).
-    workdir: one sub-directory per setting (`setting_name`), then
-      ``summary.json`` and ``data_crimes.png`` here.
+    workdir: one sub-directory per setting (`setting_name`; a finished one is
+      reused), then ``summary.json`` and ``data_crimes.png`` here
+      (`fdl.studies.harness.run_study`).
 
   Returns:
     The summary: ``results`` (list of dicts), ``settings`` (per setting: its
     workdir, the audit flags its data raised, epochs, training seconds) and
-    ``seconds``. ``{"interrupted": True}`` if a training run was interrupted.
+    ``seconds``. ``{"interrupted": True, "signal": n, ...}`` if a training run
+    was interrupted.
   """
+  config = config_files.resolve_smoke(config, "data_crimes")
   unknown = set(config.methods) - set(evaluation.METHODS)
   if unknown or not config.methods:
     raise ValueError(f"config.methods must be a non-empty subset of "
                      f"{evaluation.METHODS}; got {tuple(config.methods)}")
-  all_settings = settings(config)
-  os.makedirs(workdir, exist_ok=True)
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  all_settings = {setting_name(s): s for s in settings(config)}
   start = time.perf_counter()
-  results, records = [], []
-  for n, setting in enumerate(all_settings, start=1):
-    name = setting_name(setting)
-    if is_writer():
-      print(f"[{n}/{len(all_settings)}] {name}", flush=True)
-    summary = reconstruction.train_and_evaluate(recon_config(config, setting),
-                                                os.path.join(workdir, name))
-    if summary.get("interrupted"):
-      return {"interrupted": True}
-    audit = summary["data"]["audit"]
-    records.append({**setting, "workdir": name, "audit_flags": audit["flags"],
-                    "audit_zero_pad_factor": sorted(set(audit["zero_pad_factor"].values())),
-                    "epochs_run": summary["epochs_run"], "val_ssim": summary["val_ssim"],
-                    "train_seconds_this_run": summary["train_seconds_this_run"]})
+
+  def rows(setting, summary):
+    out = []
     for method in config.methods:
       scores = summary["test"][method]
-      results.append({**setting, "method": method,
-                      **{k: scores[k] for k in ("nmse", "psnr", "ssim")},
-                      **{f"{k}_std": scores[f"{k}_std"] for k in ("nmse", "psnr", "ssim")}})
+      out.append({**setting, "method": method,
+                  **{k: scores[k] for k in ("nmse", "psnr", "ssim")},
+                  **{f"{k}_std": scores[f"{k}_std"] for k in ("nmse", "psnr", "ssim")}})
+    return out
+
+  def summarize(runs: dict) -> dict:
+    results, records = [], []
+    for name, summary in runs.items():
+      setting = all_settings[name]
+      audit = summary["data"]["audit"]
+      records.append({**setting, "workdir": name, "audit_flags": audit["flags"],
+                      "audit_zero_pad_factor": sorted(set(audit["zero_pad_factor"].values())),
+                      "epochs_run": summary["epochs_run"], "val_ssim": summary["val_ssim"],
+                      "train_seconds_this_run": summary["train_seconds_this_run"]})
+      results += rows(setting, summary)
+    out = {"results": results, "settings": records,
+           "num_test_slices": summary["test"]["num_slices"],
+           "model": config.recon.model, "acceleration": float(config.recon.acceleration),
+           "seconds": time.perf_counter() - start}
     if is_writer():
-      print(format_rows([r for r in results if _same_setting(r, setting)]), flush=True)
-  out = {"results": results, "settings": records,
-         "num_test_slices": summary["test"]["num_slices"],
-         "model": config.recon.model, "acceleration": float(config.recon.acceleration),
-         "seconds": time.perf_counter() - start}
-  if is_writer():
-    plot(results, os.path.join(workdir, "data_crimes.png"),
-         title=f"{config.recon.model} and CS at {float(config.recon.acceleration):g}x, "
-               f"each scored against its processed reference")
-  write_json(os.path.join(workdir, "summary.json"), out)
-  return out
+      plot(results, os.path.join(workdir, "data_crimes.png"),
+           title=f"{config.recon.model} and CS at {float(config.recon.acceleration):g}x, "
+                 f"each scored against its processed reference")
+    return out
+
+  subruns = [harness.reconstruction_run(
+      name, recon_config(config, setting),
+      report=lambda summary, setting=setting: format_rows(rows(setting, summary)))
+             for name, setting in all_settings.items()]
+  return harness.run_study(config, workdir, subruns, summarize)
 
 
-def _same_setting(result: dict, setting: dict) -> bool:
-  return all(result.get(k) == v for k, v in setting.items())
+def report(summary: dict) -> str:
+  """What ``experiments/data_crimes.py`` prints at the end: every setting's rows."""
+  return (f"all settings ({summary['num_test_slices']} test slices each, "
+          f"{summary['seconds']:.0f} s):\n" + format_rows(summary["results"]))
 
 
 def format_rows(results: list[dict]) -> str:

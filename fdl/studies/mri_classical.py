@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fdl import mri
+from fdl import config_files, mri
 from fdl.evaluate import reconstruction as evaluation
 from fdl.mri import coils
-from fdl.train.metric_writer import write_json
+from fdl.studies import harness
+from fdl.train.metric_writer import is_writer
 
 METHODS = evaluation.CLASSICAL
 
@@ -61,7 +62,12 @@ def reconstruct(config, kspace, mask, maps) -> tuple[dict[str, np.ndarray], dict
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs every acceleration and method; writes summary.json and figures."""
+  """Runs every acceleration and method; writes summary.json and figures.
+
+  One study without sub-runs (`fdl.studies.harness.run_study`): the config is
+  checked against the workdir's ``config.json``, then everything is computed.
+  """
+  config = config_files.resolve_smoke(config, "mri_classical")
   if config.maps not in ("estimate", "true"):
     raise ValueError(f"config.maps must be 'estimate' or 'true'; got {config.maps!r}")
   if len(config.center_fractions) != len(config.accelerations):
@@ -69,8 +75,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      f"got {config.center_fractions} for {config.accelerations}")
   if config.mask not in ("equispaced", "random"):
     raise ValueError(f"config.mask must be 'equispaced' or 'random'; got {config.mask!r}")
-  os.makedirs(workdir, exist_ok=True)
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  return harness.run_study(config, workdir, [], lambda _: _compute(config, workdir))
+
+
+def _compute(config: ml_collections.ConfigDict, workdir: str) -> dict:
   volume = load_volume(config)
   if config.maps == "true" and volume["maps"] is None:
     raise ValueError("config.maps='true' needs simulated data (files have no maps)")
@@ -97,12 +105,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     results[f"{acceleration}x"] = {
         "acceleration": acceleration, "center_fraction": fraction,
         "achieved_acceleration": float(mask.size / mask.sum()), "methods": scores}
-    plot_reconstructions(os.path.join(workdir, f"reconstructions_{acceleration}x.png"),
-                         reference, images, scores, acceleration)
-  summary = {"data": volume["source"], "kspace_shape": list(kspace.shape),
-             "maps": config.maps, "results": results}
-  write_json(os.path.join(workdir, "summary.json"), summary)
-  return summary
+    if is_writer():
+      plot_reconstructions(os.path.join(workdir, f"reconstructions_{acceleration}x.png"),
+                           reference, images, scores, acceleration)
+  return {"data": volume["source"], "kspace_shape": list(kspace.shape),
+          "maps": config.maps, "results": results}
+
+
+def report(summary: dict) -> str:
+  """What ``experiments/mri_classical.py`` prints: the data and the table."""
+  return (f"k-space {summary['kspace_shape']} [slices, coils, H, W], maps: "
+          f"{summary['maps']}\n" + format_table(summary))
 
 
 def format_table(summary: dict) -> str:

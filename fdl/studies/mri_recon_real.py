@@ -117,3 +117,13 @@ def evaluate_on_real(workdirs: Sequence[str], out_dir: str,
              "workdirs": list(workdirs), "methods": scores}
   write_json(os.path.join(out_dir, "summary.json"), summary)
   return summary
+
+
+def report(summary: dict) -> str:
+  """What ``experiments/mri_recon_real.py`` prints: the scores of every method."""
+  lines = [f"real k-space {summary['kspace_shape']}, {summary['acceleration']:g}x "
+           f"{summary['mask']} (achieved {summary['achieved_acceleration']:.2f}x)",
+           f"{'method':<28} {'NMSE':>8} {'PSNR':>7} {'SSIM':>7}"]
+  for name, s in summary["methods"].items():
+    lines.append(f"{name:<28} {s['nmse']:8.4f} {s['psnr']:7.2f} {s['ssim']:7.4f}")
+  return "\n".join(lines)

@@ -7,6 +7,7 @@ on held-out test points that neither training nor early stopping saw.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -15,9 +16,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fdl import data, models, train
+from fdl import config_files, data, models, train
+from fdl.studies import harness
+from fdl.train.metric_writer import is_writer
 
 MODEL_NAMES = ("linear", "mlp")
+# Config keys a rerun in the same workdir may change (besides the harmless ones).
+RESUMABLE_CHANGES = ("num_epochs", "early_stopping_patience")
 
 
 def _build_model(name: str, config: ml_collections.ConfigDict):
@@ -29,7 +34,7 @@ def _build_model(name: str, config: ml_collections.ConfigDict):
 
 def train_one(name: str, config: ml_collections.ConfigDict, splits: dict,
               workdir: str | None) -> dict:
-  """Trains one model on ``splits["train"]``; returns its state and metrics."""
+  """Trains one model on ``splits["train"]`` in `workdir`; returns its state and metrics."""
   model = _build_model(name, config)
   steps_per_epoch = len(splits["train"]["label"]) // config.batch_size
   schedule = train.make_schedule(
@@ -50,13 +55,13 @@ def train_one(name: str, config: ml_collections.ConfigDict, splits: dict,
                                        seed=config.seed, epoch=epoch),
       num_epochs=config.num_epochs, eval_step=eval_step,
       val_data=[splits["val"]],
-      workdir=None if workdir is None else os.path.join(workdir, name),
+      workdir=workdir,
       early_stopping=train.EarlyStopping(
           metric="val/loss", patience=config.early_stopping_patience),
       log_every=config.log_every, progress=config.progress)
   seconds = time.perf_counter() - start
   if result.interrupted:
-    return {"interrupted": True}
+    return {"interrupted": True, "signal": result.signal}
   # The test split is evaluated once, after training, with the restored best state.
   test = train.evaluate(result.state, eval_step, [splits["test"]], prefix="test/")
   return {
@@ -98,38 +103,50 @@ def make_splits(config: ml_collections.ConfigDict) -> dict:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains both models, writes ``summary.json`` and the decision-boundary figure.
 
+  Each model is a sub-run in ``workdir/<name>`` (`fdl.studies.harness.run_study`).
+
   Returns:
     The summary dict; ``linear_accuracy`` and ``mlp_accuracy`` are test-split
     accuracies in [0, 1]. If a signal interrupted training, only
-    ``{"interrupted": True, "model": name}``: nothing is reported, and running
-    again with the same `workdir` resumes.
+    ``{"interrupted": True, "signal": n, "subrun": name}``: nothing is reported,
+    and running again with the same `workdir` resumes.
   """
-  os.makedirs(workdir, exist_ok=True)
-  train.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  config = config_files.resolve_smoke(config, "nonlinearity")
   splits = make_splits(config)
   check_config(config, len(splits["train"]["label"]))
-  results = {}
-  for name in MODEL_NAMES:
-    results[name] = train_one(name, config, splits, workdir)
-    if results[name].get("interrupted"):
-      # No summary for a half-trained model; the checkpoint resumes the run.
-      return {"interrupted": True, "model": name}
-  summary = {
-      "dataset": config.dataset,
-      "split_sizes": {k: int(len(v["label"])) for k, v in splits.items()},
-      "linear_accuracy": results["linear"]["test_accuracy"],
-      "mlp_accuracy": results["mlp"]["test_accuracy"],
-      "num_devices": jax.device_count(),
-  }
-  for name, r in results.items():
-    summary[name] = {k: v for k, v in r.items() if k != "state"}
-  figure = os.path.join(workdir, "decision_boundaries.png")
-  plot_decision_boundaries(figure, splits["test"],
-                           {n: r["state"] for n, r in results.items()},
-                           {n: r["test_accuracy"] for n, r in results.items()})
-  summary["figure"] = figure
-  train.write_json(os.path.join(workdir, "summary.json"), summary)
-  return summary
+  subruns = [harness.SubRun(name, run=lambda d, name=name: train_one(name, config,
+                                                                     splits, d))
+             for name in MODEL_NAMES]
+
+  def summarize(results: dict) -> dict:
+    summary = {
+        "dataset": config.dataset,
+        "split_sizes": {k: int(len(v["label"])) for k, v in splits.items()},
+        "linear_accuracy": results["linear"]["test_accuracy"],
+        "mlp_accuracy": results["mlp"]["test_accuracy"],
+        "num_devices": jax.device_count(),
+    }
+    for name, r in results.items():
+      summary[name] = {k: v for k, v in r.items() if k != "state"}
+    figure = os.path.join(workdir, "decision_boundaries.png")
+    if is_writer():
+      plot_decision_boundaries(figure, splits["test"],
+                               {n: r["state"] for n, r in results.items()},
+                               {n: r["test_accuracy"] for n, r in results.items()})
+    summary["figure"] = figure
+    return summary
+
+  # A rerun may change the training length: `fit` resumes each model from its
+  # checkpoint and trains on to the new length.
+  return harness.run_study(config, workdir, subruns, summarize,
+                           harmless=config_files.HARMLESS + RESUMABLE_CHANGES)
+
+
+def report(summary: dict) -> str:
+  """What ``experiments/nonlinearity.py`` prints: both test accuracies."""
+  return json.dumps({k: round(summary[k], 4) if isinstance(summary[k], float)
+                     else summary[k] for k in
+                     ("dataset", "linear_accuracy", "mlp_accuracy", "figure")}, indent=2)
 
 
 def plot_decision_boundaries(path: str, points: dict, states: dict,

@@ -27,7 +27,7 @@ for every training run (one sub-directory each):
 Writes ``summary.json`` (``results``: one row per N and method with ``nmse``,
 ``psnr``, ``ssim`` and their standard deviations over test slices;
 ``reference``: the N = 0 rows) and ``ssim_vs_n.png``. Finished runs whose
-resolved config is unchanged are read back, not retrained. With
+resolved config is unchanged are read back, not retrained (`fdl.studies.harness`). With
 ``config.compilation_cache``, XLA's persistent compilation cache lives in
 ``workdir/jax_cache``.
 """
@@ -41,11 +41,12 @@ import time
 import ml_collections
 import numpy as np
 
+from fdl import config_files
 from fdl.evaluate import figures
 from fdl.evaluate import reconstruction as evaluation
 from fdl.studies import harness
 from fdl.tasks import reconstruction
-from fdl.train.metric_writer import is_writer, write_json
+from fdl.train.metric_writer import is_writer
 
 METHODS = ("scratch", "finetune", "scratch_augment")
 LABELS = {"scratch": "from scratch", "finetune": "fine-tuned (pretrained init)",
@@ -77,11 +78,8 @@ def _check(config: ml_collections.ConfigDict) -> None:
 
 
 def base_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """``config.recon``, shrunk once when ``config.smoke`` (so runs do not re-shrink)."""
+  """A copy of ``config.recon`` (shrunk with the study's smoke), without progress bars."""
   recon = ml_collections.ConfigDict(config.recon.to_dict())
-  if config.smoke and not recon.get("smoke_applied"):
-    reconstruction.apply_smoke(recon)
-  recon.smoke, recon.smoke_applied = bool(config.smoke), True
   recon.progress = False
   return recon
 
@@ -111,18 +109,6 @@ def run_config(config: ml_collections.ConfigDict, n: int, method: str,
   return recon
 
 
-def _train(recon: ml_collections.ConfigDict, workdir: str) -> dict:
-  """`train_and_evaluate`, or the summary of a finished run of the same config.
-
-  Raises:
-    ValueError: `workdir` holds a run of another config
-      (`reconstruction.finished_summary`).
-  """
-  summary = reconstruction.finished_summary(recon, workdir)
-  return summary if summary is not None else reconstruction.train_and_evaluate(
-      recon, workdir)
-
-
 def _zero_shot(config: ml_collections.ConfigDict, pretrain_dir: str) -> dict:
   """The pretrained model and the classical methods on the target test slices."""
   model, variables, _ = reconstruction.load_trained(pretrain_dir)
@@ -144,40 +130,32 @@ def steps_per_epoch(config: ml_collections.ConfigDict, n: int) -> int:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs the experiment (module docstring) into `workdir`.
+  """Runs the experiment (module docstring) into `workdir` (`harness.run_study`).
 
   Returns:
-    The summary (also in ``summary.json``), or ``{"interrupted": True}``.
+    The summary (also in ``summary.json``), or ``{"interrupted": True, ...}``.
   """
+  config = config_files.resolve_smoke(config, "scarce_data")
   _check(config)
-  os.makedirs(workdir, exist_ok=True)
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  if config.get("compilation_cache"):
-    # The arms compile the same programs (state init, steps); once is enough.
-    harness.use_compilation_cache(workdir)
   start = time.perf_counter()
   pretrain_dir = os.path.join(workdir, "pretrain")
-  if is_writer():
-    print("[pretrain] source distribution", flush=True)
-  pretrained = _train(pretrain_config(config), pretrain_dir)
-  if pretrained.get("interrupted"):
-    return {"interrupted": True}
+  arms = {f"n{n:04d}_{method}": (int(n), method)
+          for n in config.train_sizes for method in config.methods}
+  subruns = [harness.reconstruction_run("pretrain", pretrain_config(config),
+                                        describe="source distribution")]
+  for name, (n, method) in arms.items():
+    subruns.append(harness.reconstruction_run(
+        name, run_config(config, n, method, pretrain_dir, steps_per_epoch(config, n)),
+        describe=f"N={n}, {LABELS[method]}",
+        report=lambda s, n=n, method=method: format_rows([_row(n, method, s)])))
 
-  results, runs = [], []
-  for n in config.train_sizes:
-    for method in config.methods:
-      name = f"n{n:04d}_{method}"
-      if is_writer():
-        print(f"[{name}] N={n}, {LABELS[method]}", flush=True)
-      recon = run_config(config, n, method, pretrain_dir, steps_per_epoch(config, n))
-      summary = _train(recon, os.path.join(workdir, name))
-      if summary.get("interrupted"):
-        return {"interrupted": True}
-      scores = summary["test"]["model"]
-      results.append({"n": int(n), "method": method,
-                      **{k: scores[k] for k in SCORES},
-                      **{f"{k}_std": scores[f"{k}_std"] for k in SCORES}})
-      runs.append({"n": int(n), "method": method, "workdir": name,
+  def summarize(summaries: dict) -> dict:
+    pretrained = summaries["pretrain"]
+    results, runs = [], []
+    for name, (n, method) in arms.items():
+      summary = summaries[name]
+      results.append(_row(n, method, summary))
+      runs.append({"n": n, "method": method, "workdir": name,
                    "steps": summary["epochs_run"] * summary["steps_per_epoch"],
                    "epochs_run": summary["epochs_run"],
                    "best_epoch": summary["best_epoch"], "val_ssim": summary["val_ssim"],
@@ -186,37 +164,45 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                    **({"transfer": {k: v for k, v in summary["transfer"].items()
                                     if k.startswith("num_") or k == "frozen"}}
                       if "transfer" in summary else {})})
-      if is_writer():
-        print(format_rows(results[-1:]), flush=True)
+    test = _zero_shot(config, pretrain_dir)
+    reference = [{"n": 0, "method": "pretrained", **_scores(test["model"])}]
+    reference += [{"n": 0, "method": m, **_scores(test[m])}
+                  for m in ("zero_filled", "cg_sense", "cs_wavelet")]
+    base = base_config(config)
+    out = {
+        "results": results,
+        "reference": reference,
+        "runs": runs,
+        "pretrain": {"workdir": "pretrain", "val_ssim": pretrained["val_ssim"],
+                     "source_test": _scores(pretrained["test"]["model"]),
+                     "train_slices": pretrained["data"]["slices"]["train"],
+                     "epochs_run": pretrained["epochs_run"],
+                     "train_seconds_this_run": pretrained["train_seconds_this_run"]},
+        "source": config.pretrain.to_dict(),
+        "target": config.target.to_dict(),
+        "model": base.model, "acceleration": float(base.acceleration), "mask": base.mask,
+        "shape": list(base.shape),
+        "num_test_slices": test["num_slices"],
+        "seconds": time.perf_counter() - start,
+    }
+    if is_writer():
+      plot(results, reference, os.path.join(workdir, "ssim_vs_n.png"),
+           title=_title(config, base, test["num_slices"]),
+           num_test_slices=test["num_slices"])
+    return out
 
-  test = _zero_shot(config, pretrain_dir)
-  reference = [{"n": 0, "method": "pretrained", **_scores(test["model"])}]
-  reference += [{"n": 0, "method": m, **_scores(test[m])}
-                for m in ("zero_filled", "cg_sense", "cs_wavelet")]
-  base = base_config(config)
-  out = {
-      "results": results,
-      "reference": reference,
-      "runs": runs,
-      "pretrain": {"workdir": "pretrain", "val_ssim": pretrained["val_ssim"],
-                   "source_test": _scores(pretrained["test"]["model"]),
-                   "train_slices": pretrained["data"]["slices"]["train"],
-                   "epochs_run": pretrained["epochs_run"],
-                   "train_seconds_this_run": pretrained["train_seconds_this_run"]},
-      "source": config.pretrain.to_dict(),
-      "target": config.target.to_dict(),
-      "model": base.model, "acceleration": float(base.acceleration), "mask": base.mask,
-      "shape": list(base.shape),
-      "num_test_slices": test["num_slices"],
-      "seconds": time.perf_counter() - start,
-  }
-  if is_writer():
-    plot(results, reference, os.path.join(workdir, "ssim_vs_n.png"),
-         title=_title(config, base, test["num_slices"]),
-         num_test_slices=test["num_slices"])
-    print(format_rows(reference + results), flush=True)
-  write_json(os.path.join(workdir, "summary.json"), out)
-  return out
+  return harness.run_study(config, workdir, subruns, summarize)
+
+
+def report(summary: dict) -> str:
+  """What ``experiments/scarce_data.py`` prints at the end: the whole table."""
+  return (format_rows(summary["reference"] + summary["results"])
+          + f"\ndone in {summary['seconds']:.0f} s ({summary['num_test_slices']} test "
+          "slices)")
+
+
+def _row(n: int, method: str, summary: dict) -> dict:
+  return {"n": n, "method": method, **_scores(summary["test"]["model"])}
 
 
 def _scores(entry: dict) -> dict:

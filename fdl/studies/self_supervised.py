@@ -15,13 +15,14 @@ import time
 import ml_collections
 import numpy as np
 
-from fdl import models
+from fdl import config_files, models
 from fdl.evaluate import figures
 from fdl.evaluate import reconstruction as evaluation
 from fdl.mri import metrics as mri_metrics
+from fdl.studies import harness
 from fdl.tasks import reconstruction
 from fdl.tasks.supervision import SUPERVISIONS
-from fdl.train.metric_writer import is_writer, write_json
+from fdl.train.metric_writer import is_writer
 
 CLASSICAL = evaluation.CLASSICAL
 LABELS = {"supervised": "MoDL supervised", "ssdu": "MoDL SSDU", "kband": "MoDL K-band",
@@ -38,32 +39,30 @@ def compare_supervision(config: ml_collections.ConfigDict, workdir: str) -> dict
   """Trains ``config.methods`` (supervised, ssdu, kband) on the same data; tests them.
 
   Each method is one `train_and_evaluate` run in ``workdir/<method>`` (same seed: the
-  same volumes, split and test masks). Writes ``summary.json`` (``results``: one entry
-  per method, the classical ones from the same test slices included, with test
-  ``nmse``, ``psnr``, ``ssim`` and their standard deviations over slices),
+  same volumes, split and test masks; `fdl.studies.harness.run_study`). Writes
+  ``summary.json`` (``results``: one entry per method, the classical ones from the
+  same test slices included, with test ``nmse``, ``psnr``, ``ssim`` and their
+  standard deviations over slices),
   ``table.txt`` and ``reconstructions.png`` (test slices, every method).
 
   Returns:
-    The summary (or ``{"interrupted": True}``).
+    The summary (or ``{"interrupted": True, ...}``).
   """
-  if config.get("smoke") and not config.get("smoke_applied"):
-    config = reconstruction.apply_smoke(ml_collections.ConfigDict(config.to_dict()))
+  config = config_files.resolve_smoke(config, "self_supervised")
   for method in config.methods:
     if method not in SUPERVISIONS:
       raise ValueError(f"config.methods must be drawn from {SUPERVISIONS}; got "
                        f"{tuple(config.methods)}")
-  os.makedirs(workdir, exist_ok=True)
   start = time.perf_counter()
-  runs = {}
-  for method in config.methods:
-    if is_writer():
-      print(f"=== {method} ===", flush=True)
-    summary = reconstruction.train_and_evaluate(_method_config(config, method),
-                                                os.path.join(workdir, method))
-    if summary.get("interrupted"):
-      return {"interrupted": True}
-    runs[method] = summary
+  subruns = [harness.reconstruction_run(m, _method_config(config, m))
+             for m in config.methods]
+  return harness.run_study(config, workdir, subruns,
+                           lambda runs: _summarize(config, workdir, runs, start))
 
+
+def _summarize(config: ml_collections.ConfigDict, workdir: str, runs: dict,
+               start: float) -> dict:
+  """The comparison of the finished runs: table, figure and summary."""
   first = runs[config.methods[0]]["test"]
   results = [_scores(name, first[name]) for name in CLASSICAL]
   results += [_scores(method, runs[method]["test"]["model"]) for method in config.methods]
@@ -92,8 +91,13 @@ def compare_supervision(config: ml_collections.ConfigDict, workdir: str) -> dict
     with open(os.path.join(workdir, "table.txt"), "w", encoding="utf-8") as f:
       f.write(summary["table"] + "\n")
   summary["seconds"] = time.perf_counter() - start
-  write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
+
+
+def report(summary: dict) -> str:
+  """What ``experiments/self_supervised.py`` prints: the test table."""
+  return (f"test ({summary['test_slices']} slices of {summary['test_volumes']} volumes), "
+          f"{summary['seconds']:.0f} s:\n{summary['table']}")
 
 
 def _scores(method: str, entry: dict) -> dict:

@@ -48,44 +48,16 @@ import numpy as np
 
 from fdl import data, models
 from fdl.data.mri_volumes import estimate_coil_maps
+from fdl import config_files
 from fdl.evaluate import figures
 from fdl.evaluate import reconstruction as evaluation
-from fdl.tasks import reconstruction
 from fdl.evaluate import uncertainty as unc
-from fdl.train.metric_writer import is_writer, write_json
+from fdl.studies import harness
+from fdl.tasks import reconstruction
+from fdl.train.metric_writer import is_writer
 
 METHODS = ("mc_dropout", "ensemble")
 _LABELS = {"mc_dropout": "MC dropout", "ensemble": "deep ensemble"}
-
-
-def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Shrinks `config` in place to a run of one to two minutes on a CPU."""
-  config.smoke = True
-  recon = config.recon
-  recon.num_volumes = 4
-  recon.slices_per_volume = 2
-  recon.shape = (32, 32)
-  recon.num_coils = 2
-  recon.val_volumes = 1
-  recon.test_volumes = 1
-  recon.center_fraction = 0.125
-  # One pool: the U-Net's compilation dominates a smoke run (about 40 % less).
-  recon.unet = ml_collections.ConfigDict(dict(
-      base_channels=4, num_pools=1, dropout=0.0, input_mode="complex"))
-  recon.modl = ml_collections.ConfigDict(dict(
-      num_iters=2, cg_iters=2, depth=2, width=4, lam_init=0.05, dropout=0.0))
-  recon.num_epochs = 2
-  recon.batch_size = 2
-  recon.cg_iters = 3
-  recon.cs_iters = 3
-  recon.log_every = 2
-  recon.figure_slices = 1
-  config.mc_dropout.num_samples = 4
-  config.ensemble.num_members = 2
-  config.calibration_bins = 4
-  config.lesion_radius = 2.0
-  config.smoke_applied = True
-  return config
 
 
 DROPOUT_MODELS = ("unet", "modl")  # the reconstruction models with a dropout field
@@ -188,26 +160,26 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains the runs, measures uncertainty and the lesion probe (module docstring).
 
   Returns:
-    The summary dict (``{"interrupted": True}`` if a training run was stopped).
+    The summary dict (``{"interrupted": True, ...}`` if a training run was stopped;
+    `fdl.studies.harness.run_study`).
   """
-  if config.get("smoke") and not config.get("smoke_applied"):
-    config = apply_smoke(ml_collections.ConfigDict(config.to_dict()))
+  config = config_files.resolve_smoke(config, "uncertainty")
   _check_config(config)
-  os.makedirs(workdir, exist_ok=True)
-  write_json(os.path.join(workdir, "config.json"), config.to_dict())
   start = time.perf_counter()
   runs = run_configs(config)
-  for name, run_config in runs.items():
-    subdir = os.path.join(workdir, name)
-    if reconstruction.finished_summary(run_config, subdir) is not None:
-      continue
-    if is_writer():
-      print(f"training {name} ({run_config.model}, init_seed {run_config.init_seed}, dropout "
-            f"{run_config[run_config.model].dropout:g}) in {subdir}", flush=True)
-    if reconstruction.train_and_evaluate(run_config, subdir).get("interrupted"):
-      return {"interrupted": True}
-  train_seconds = time.perf_counter() - start
+  subruns = [harness.reconstruction_run(
+      name, run_config,
+      describe=f"{run_config.model}, init_seed {run_config.init_seed}, dropout "
+               f"{run_config[run_config.model].dropout:g}")
+             for name, run_config in runs.items()]
+  return harness.run_study(
+      config, workdir, subruns,
+      lambda _: _evaluate(config, workdir, runs, time.perf_counter() - start))
 
+
+def _evaluate(config: ml_collections.ConfigDict, workdir: str,
+              runs: dict[str, ml_collections.ConfigDict], train_seconds: float) -> dict:
+  """The uncertainty maps, calibration and lesion probe of the trained runs."""
   start = time.perf_counter()
   dropout_model, dropout_vars, _ = reconstruction.load_trained(
       os.path.join(workdir, "mc_dropout"))
@@ -316,8 +288,24 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                        for m in METHODS},
                       title=f"lesion probe, test slice {pick} (numbers: this slice; "
                             f"summary.json: means over {refs['target'].shape[0]} slices)")
-  write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
+
+
+def report(summary: dict) -> str:
+  """What ``experiments/uncertainty.py`` prints: correlation, calibration, lesion probe."""
+  calibration = summary["calibration"]
+  shown = {
+      "error_std_correlation": summary["error_std_correlation"],
+      "within_1_std": {m: c["within_1_std"] for m, c in calibration.items()},
+      "within_2_std": {m: c["within_2_std"] for m, c in calibration.items()},
+      "rmse_over_rms_std": {m: c["rmse_over_rms_std"] for m, c in calibration.items()},
+      "lesion_probe": {m: {k: p[k] for k in ("kept_fraction", "spill",
+                                             "std_disc_over_ring")}
+                       for m, p in summary["lesion_probe"].items() if m != "lesion"},
+      "test_ssim": {m: s["ssim"] for m, s in summary["test"].items()},
+      "seconds": summary["seconds"],
+  }
+  return json.dumps(shown, indent=2)
 
 
 # --- figures ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from fdl import data, models
+from fdl import config_files, data, models
 from fdl.evaluate import figures
 from fdl.train import mesh as mesh_lib
 from fdl.train.early_stopping import EarlyStopping
@@ -147,8 +147,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   and ``summary.json``. Running again with the same `workdir` resumes.
 
   Returns:
-    The summary dict (or ``{"interrupted": True}`` after SIGTERM / Ctrl-C).
+    The summary dict (or ``{"interrupted": True, "signal": n}`` after SIGTERM /
+    Ctrl-C).
   """
+  config = config_files.resolve_smoke(config, "cifar")
   _check_config(config)
   os.makedirs(workdir, exist_ok=True)
   _warn_if_schedule_changes(config, os.path.join(workdir, "config.json"))
@@ -198,7 +200,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       progress=config.progress)
   train_seconds = time.perf_counter() - start
   if result.interrupted:
-    return {"interrupted": True}
+    return {"interrupted": True, "signal": result.signal}
 
   # The one and only look at the test split(s), with the best validation state.
   predict_step = make_predict_step(mesh)
@@ -241,3 +243,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         title=f"test ({main_test}):")
   write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
+
+
+def report(summary: dict) -> str:
+  """What ``experiments/cifar.py`` prints: the test and training numbers."""
+  shown = ("test_accuracy", "test_split", "tests", "val_accuracy", "best_epoch",
+           "epochs_run", "train_loss", "examples_per_sec", "num_params")
+  return json.dumps({k: summary[k] for k in shown}, indent=2)

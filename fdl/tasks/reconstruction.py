@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from fdl import data, models
+from fdl import config_files, data, models
 from fdl.evaluate import figures
 from fdl.train import mesh as mesh_lib
 from fdl.evaluate.reconstruction import METHODS, evaluate_test
@@ -36,33 +36,6 @@ from fdl.train.step import make_eval_step, make_train_step, reconstruction_loss
 
 RECON_MODELS = ("unet", "modl", "varnet")
 INPUT_KEYS = ("kspace", "mask", "maps")  # the models' positional inputs
-
-
-def apply_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Shrinks `config` in place to sizes at which a run takes well under 2 minutes."""
-  config.smoke = True
-  config.num_volumes = 4
-  config.slices_per_volume = 2
-  config.shape = (40, 36)
-  config.num_coils = 4
-  config.val_volumes = 1
-  config.test_volumes = 1
-  config.center_fraction = 0.2  # 7 of 36 columns; at 4x cf * R must stay < 1
-  config.maps = "true" if config.dataset == "simulated" else config.maps
-  config.unet = ml_collections.ConfigDict(dict(
-      base_channels=4, num_pools=2, dropout=0.0, input_mode="complex"))
-  config.modl = ml_collections.ConfigDict(dict(
-      num_iters=2, cg_iters=2, depth=2, width=4, lam_init=0.05))
-  config.varnet = ml_collections.ConfigDict(dict(
-      num_cascades=2, channels=4, pools=2, sens_channels=2, sens_pools=1))
-  config.num_epochs = 2
-  config.cg_iters = 4
-  config.cs_iters = 5
-  config.log_every = 2
-  config.progress = False
-  config.figure_slices = 1
-  config.smoke_applied = True
-  return config
 
 
 def create_model(config: ml_collections.ConfigDict):
@@ -176,10 +149,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   and ``summary.json``. Running again with the same `workdir` resumes.
 
   Returns:
-    The summary dict (or ``{"interrupted": True}`` after SIGTERM / Ctrl-C).
+    The summary dict (or ``{"interrupted": True, "signal": n}`` after SIGTERM /
+    Ctrl-C).
   """
-  if config.get("smoke") and not config.get("smoke_applied"):
-    config = apply_smoke(ml_collections.ConfigDict(config.to_dict()))
+  config = config_files.resolve_smoke(config, "mri_recon")
   _check_config(config)
   os.makedirs(workdir, exist_ok=True)
   write_json(os.path.join(workdir, "config.json"), config.to_dict())
@@ -229,7 +202,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       progress=config.progress)
   train_seconds = time.perf_counter() - start
   if result.interrupted:
-    return {"interrupted": True}
+    return {"interrupted": True, "signal": result.signal}
 
   # The one and only look at the test volumes, with the best validation state.
   variables = mesh_lib.to_host(result.state.variables)
@@ -289,18 +262,19 @@ def finished_summary(config: ml_collections.ConfigDict, workdir: str) -> dict | 
   resumes it).
 
   Raises:
-    ValueError: `workdir` holds a run of another config; `train_and_evaluate`
-      would resume its checkpoints under the new config. Names the keys that
-      differ.
+    ValueError: `workdir` holds a run of another config (up to
+      `fdl.config_files.HARMLESS` keys); `train_and_evaluate` would resume its
+      checkpoints under the new config. Names the (dotted) keys that differ.
   """
+  config = config_files.resolve_smoke(config, "mri_recon")
   config_path = os.path.join(workdir, "config.json")
   if not os.path.exists(config_path):
     return None
   with open(config_path, encoding="utf-8") as f:
     stored = json.load(f)
-  wanted = json.loads(json.dumps(config.to_dict(), default=str))
-  if stored != wanted:
-    changed = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+  changed = config_files.differing_keys(stored, config_files.as_json(config),
+                                        ignore=config_files.HARMLESS)
+  if changed:
     raise ValueError(f"{workdir} holds a run of another config (keys {changed} differ); "
                      "its checkpoints would be resumed. Delete that directory or use "
                      "another --workdir")
@@ -357,3 +331,13 @@ def format_table(summary: dict) -> str:
                  f"  {s['psnr']:6.2f} ± {s['psnr_std']:4.2f}"
                  f"  {s['ssim']:.4f} ± {s['ssim_std']:.4f}")
   return "\n".join(lines)
+
+
+def report(summary: dict) -> str:
+  """What ``experiments/mri_recon.py`` prints: the run's numbers and the test table."""
+  shown = ("model", "acceleration", "num_params", "best_epoch", "epochs_run",
+           "val_ssim", "train_seconds_this_run", "examples_per_sec")
+  return "\n".join([json.dumps({k: summary[k] for k in shown}, indent=2),
+                    f"test ({summary['test']['num_slices']} slices of "
+                    f"{summary['test']['num_volumes']} volumes):",
+                    format_table(summary)])

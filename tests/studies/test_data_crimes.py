@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO_DIR
-from fdl import mri
+from fdl import config_files, mri
 from fdl.data import mri_volumes
 from fdl.mri import processing
 from fdl.studies import data_crimes
@@ -179,11 +179,7 @@ def test_processing_of_files_is_rejected(tmp_path):
 
 
 def _config(arg="smoke"):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("data_crimes_cfg", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return config_files.load_config(CONFIG, arg)
 
 
 def test_settings_and_their_recon_configs():

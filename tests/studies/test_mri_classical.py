@@ -1,6 +1,5 @@
 """The classical-reconstruction experiment on small simulated data."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -8,16 +7,14 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, REPO_DIR
+from fdl import config_files
 from fdl.studies import mri_classical
 
 CONFIG = os.path.join(REPO_DIR, "experiments", "configs", "mri_classical.py")
 
 
 def _config(**overrides):
-  spec = importlib.util.spec_from_file_location("mri_cfg", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke")
+  config = config_files.load_config(CONFIG, "smoke")
   config.update(overrides)
   return config
 

@@ -7,17 +7,14 @@ import subprocess
 import pytest
 
 from conftest import PYTHON, REPO_DIR
+from fdl import config_files
 from fdl.studies import nonlinearity
 
 CONFIG = os.path.join(REPO_DIR, "experiments", "configs", "nonlinearity.py")
 
 
 def _config(**overrides):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("nl_config", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = config_files.load_config(CONFIG)
   config.update(overrides)
   return config
 
@@ -54,12 +51,13 @@ def test_script_runs_from_the_command_line(tmp_path):
 
 
 def test_sigterm_stops_the_script_cleanly_and_rerun_resumes(tmp_path):
-  """A real SIGTERM to the script: exit 0 with a checkpoint, then resume."""
+  """A real SIGTERM to the script: exit 128 + 15 with a checkpoint, then resume."""
   import signal  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
   env = dict(os.environ, PYTHONPATH=REPO_DIR)
+  # No --config: the script's own config file is the default.
   command = [PYTHON, os.path.join(REPO_DIR, "experiments", "nonlinearity.py"),
-             f"--config={CONFIG}", f"--workdir={tmp_path}",
+             f"--workdir={tmp_path}",
              "--config.num_epochs=100000", "--config.early_stopping_patience=100000",
              "--config.progress=False"]
   proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
@@ -71,13 +69,19 @@ def test_sigterm_stops_the_script_cleanly_and_rerun_resumes(tmp_path):
     time.sleep(0.2)
   proc.send_signal(signal.SIGTERM)
   output, _ = proc.communicate(timeout=120)
-  assert proc.returncode == 0, output[-3000:]
+  assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
   assert "SIGTERM received; saved a checkpoint" in output
   assert "run the same command again to resume" in output
   assert not (tmp_path / "summary.json").exists()
   steps = sorted(int(p.name) for p in (tmp_path / "linear" / "checkpoints").iterdir()
                  if p.name.isdigit())
   assert steps
+  # Another config in the same workdir is refused before any training, naming the key.
+  refused = subprocess.run(command + ["--config.noise=0.3"], env=env,
+                           capture_output=True, text=True, timeout=300)
+  assert refused.returncode == 2, refused.stderr[-3000:]
+  assert "error: " in refused.stderr and "['noise'] differ" in refused.stderr
+  assert "Traceback" not in refused.stderr
   # Resume for a short total: the run continues from the saved step.
   resumed = subprocess.run(command[:-3] + ["--config.num_epochs=2",
                                            "--config.progress=False"],

@@ -1,7 +1,6 @@
 """The CIFAR classification pipeline end to end on small data: what a run writes,
 the sealed test split, resume equivalence, 1 vs 4 devices, and bad input."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO_DIR
-from fdl import data
+from fdl import config_files, data
 from fdl.tasks import classification
 from fdl.train import read_jsonl
 
@@ -18,10 +17,7 @@ CONFIGS = os.path.join(REPO_DIR, "experiments", "configs")
 
 
 def _config(name="cifar.py", arg="smoke", **overrides):
-  spec = importlib.util.spec_from_file_location("cfg", os.path.join(CONFIGS, name))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
+  config = config_files.load_config(os.path.join(CONFIGS, name), arg)
   config.update(overrides)
   return config
 

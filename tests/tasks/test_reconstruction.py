@@ -2,7 +2,6 @@
 run writes, the test table against the classical methods, the sealed test
 volumes, the command line, real-data application, and bad input."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, REPO_DIR
-from fdl import data
+from fdl import config_files, data
 from fdl.evaluate import reconstruction as evaluation
 from fdl.tasks import reconstruction
 from fdl.train import read_jsonl
@@ -22,10 +21,7 @@ REAL_DATA = os.path.join(REPO_DIR, "..", "shared", "data", "mri",
 
 
 def _config(arg="smoke", **overrides):
-  spec = importlib.util.spec_from_file_location("mri_recon_cfg", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
+  config = config_files.load_config(CONFIG, arg)
   config.update(overrides)
   return config
 

@@ -1,6 +1,5 @@
 """SSDU splits, K-band bands and weights, their losses, and the self-supervised runs."""
 
-import importlib.util
 import json
 import math
 import os
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_DIR
+from fdl import config_files
 from fdl.mri import self_supervised as ss
 
 CONFIG = os.path.join(REPO_DIR, "experiments", "configs", "self_supervised.py")
@@ -220,10 +220,7 @@ def test_random_band_angles_follow_their_law():
 
 
 def _config(**overrides):
-  spec = importlib.util.spec_from_file_location("self_supervised_cfg", CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke")
+  config = config_files.load_config(CONFIG, "smoke")
   config.update(overrides)
   return config
 
