@@ -42,6 +42,7 @@ import numpy as np
 
 from fdl.data import provenance as prov
 from fdl.data import recon_augment
+from fdl.data.batching import process_slice
 from fdl.data.mri_volumes import (NORMALIZATION, Volume, center_columns,
                                   espirit_calib_size, estimate_coil_maps)
 from fdl.data.pipeline import Batches
@@ -101,7 +102,7 @@ class ReconPipeline:
     volumes = list(volumes)
     _check_arguments(volumes, val_volumes, test_volumes, mask_type, acceleration,
                      center_fraction, batch_size, seed, maps)
-    self._rows = _process_rows(batch_size, process_index, process_count)
+    self._rows = process_slice(batch_size, process_index, process_count)
     self.mask_type = mask_type
     self.acceleration = float(acceleration)
     self.center_fraction = float(center_fraction)
@@ -519,27 +520,6 @@ def _check_arguments(volumes, val_volumes, test_volumes, mask_type, acceleration
       raise ValueError(f"maps='true' needs the true coil maps of every volume "
                        f"(simulated data); {missing} have none (fastMRI files carry "
                        "no maps): use maps='estimate'")
-
-
-def _process_rows(batch_size: int, process_index: int | None,
-                  process_count: int | None) -> slice:
-  """This process's rows of a global batch, in process order.
-
-  The rule of `fdl.train.process_slice`, restated here because the data
-  package does not import the training package.
-  """
-  if (process_index is None) != (process_count is None):
-    raise ValueError("process_index and process_count go together")
-  if process_count is None:
-    process_index, process_count = jax.process_index(), jax.process_count()
-  if not 0 <= process_index < process_count:
-    raise ValueError(f"process_index must be in [0, {process_count}); got "
-                     f"{process_index}")
-  if batch_size % process_count:
-    raise ValueError(f"batch_size {batch_size} must be divisible by the process "
-                     f"count {process_count}")
-  per = batch_size // process_count
-  return slice(process_index * per, (process_index + 1) * per)
 
 
 def _is_number(x) -> bool:

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import grain
 import numpy as np
 
+from fdl.data.batching import process_slice
 from fdl.data import provenance as prov
 from fdl.data import sources as sources_lib
 from fdl.data.augment import AugmentConfig, as_augment_config, augment_image
@@ -60,21 +61,6 @@ class Batches:
     return f"Batches({self.description!r}, {self._length} steps)"
 
 
-def _rows(global_size: int, process_index: int | None,
-          process_count: int | None) -> slice:
-  """This process's rows of a global batch of `global_size` examples."""
-  if process_index is None and process_count is None:
-    # Imported here: fdl.train's trainer imports fdl.data, and the data package
-    # must stay importable without the training package being initialized.
-    from fdl.train.distributed import process_slice  # pylint: disable=g-import-not-at-top
-    return process_slice(global_size)
-  if global_size % process_count:
-    raise ValueError(f"global batch size {global_size} must be divisible by the "
-                     f"process count {process_count}")
-  per = global_size // process_count
-  return slice(process_index * per, (process_index + 1) * per)
-
-
 def _eval_iterator(images: np.ndarray, labels: np.ndarray, stats: NormStats,
                    batch_size: int, pad_multiple: int,
                    process_index: int | None, process_count: int | None
@@ -89,7 +75,7 @@ def _eval_iterator(images: np.ndarray, labels: np.ndarray, stats: NormStats,
     label[:real] = labels[start:start + real]
     weight = np.zeros(size, np.float32)
     weight[:real] = 1.0
-    rows = _rows(size, process_index, process_count)
+    rows = process_slice(size, process_index, process_count)
     yield {"image": image[rows], "label": label[rows], "weight": weight[rows]}
 
 
@@ -159,7 +145,7 @@ class ClassificationPipeline:
   each example with a generator seeded by ``(seed, e)`` and its position, and
   groups examples into global batches of `batch_size` (the remainder is
   dropped so every step has one shape). Each process then takes its rows
-  (`fdl.train.process_slice`) of every global batch, so the examples and their
+  (`fdl.data.batching.process_slice`) of every global batch, so the examples and their
   augmentation draws do not depend on the process or device count. Only this
   process's rows are computed.
 
@@ -223,7 +209,7 @@ class ClassificationPipeline:
     self.augmentation = as_augment_config(augmentation)
     self.pad_multiple = int(pad_multiple)
     self._process = (process_index, process_count)
-    _rows(self.batch_size, *self._process)  # checks divisibility now
+    process_slice(self.batch_size, *self._process)  # checks divisibility now
     self.stats = stats if stats is not None else compute_norm_stats(
         self._train_images)
     self.num_classes = splits.num_classes
@@ -265,7 +251,7 @@ class ClassificationPipeline:
     # process's rows of it are batch k*count + index of batches of B/count,
     # so slicing that strided view equals building the global batch and
     # slicing it, without computing the other processes' examples.
-    rows = _rows(self.batch_size, *self._process)
+    rows = process_slice(self.batch_size, *self._process)
     per = rows.stop - rows.start
     count = self.batch_size // per
     ds = ds.batch(per, drop_remainder=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import jax
 
+from fdl.data.batching import process_slice  # noqa: F401  (fdl.train.process_slice)
+
 
 def initialize(coordinator_address: str | None = None,
                num_processes: int | None = None,
@@ -30,14 +32,3 @@ def initialize(coordinator_address: str | None = None,
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes,
                              process_id=process_id)
-
-
-def process_slice(global_batch_size: int) -> slice:
-  """The rows of a global batch that this process feeds, in process order."""
-  count, index = jax.process_count(), jax.process_index()
-  if global_batch_size % count:
-    raise ValueError(
-        f"global batch size {global_batch_size} must be divisible by the "
-        f"process count {count}")
-  per = global_batch_size // count
-  return slice(index * per, (index + 1) * per)

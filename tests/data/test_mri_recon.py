@@ -372,7 +372,7 @@ def test_espirit_calibration_window_stays_inside_the_centre_columns():
     ({"acceleration": 8}, "acceleration=8"),  # the 4 centre columns alone are 1/5
     ({"center_fraction": 0.1}, "normalized with centre columns"),
     ({"batch_size": 3, "process_index": 0, "process_count": 2},
-     "batch_size 3 must be divisible by the process count 2"),
+     "global batch size 3 must be divisible by the process count 2"),
 ])
 def test_bad_pipeline_arguments_raise_naming_them(volumes, kwargs, match):
   with pytest.raises(ValueError, match=match):
