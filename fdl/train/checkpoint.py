@@ -14,6 +14,7 @@ that restores completely; a step whose restore raises is never used in part.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import warnings
@@ -100,8 +101,18 @@ class Checkpointer:
            metrics: dict[str, float] | None = None) -> None:
     """Saves `state` at its step with `meta` (JSON) and optional `metrics`.
 
-    A checkpoint already at that step is replaced.
+    A checkpoint already at that step is replaced. `meta` is copied at the call:
+    the write happens in the background, and a caller that goes on appending
+    to a list inside it (the loop's history) must not change what is saved.
+
+    Raises:
+      TypeError: `meta` is not JSON-serializable (the message says what).
     """
+    try:
+      meta = json.loads(json.dumps(meta))
+    except (TypeError, ValueError) as e:
+      raise TypeError(f"meta must be JSON-serializable: {e}") from e
+    metrics = None if metrics is None else dict(metrics)
     step = int(jax.device_get(state.step)) if state.step.is_fully_addressable \
         else int(state.step.addressable_data(0))
     if step in self._manager.all_steps():

@@ -36,7 +36,7 @@ import tqdm
 
 from fdl.train import mesh as mesh_lib
 from fdl.train.checkpoint import Checkpointer
-from fdl.train.workdir import WorkdirLock
+from fdl.train.workdir import WorkdirBusyError, WorkdirLock
 from fdl.train.early_stopping import EarlyStopping
 from fdl.train.metric_writer import MetricWriter, is_writer
 from fdl.train.state import TrainState
@@ -67,8 +67,8 @@ class FitResult:
     stopped_early: whether early stopping ended the run.
     interrupted: whether a signal ended the run (a checkpoint was saved).
     signal: the number of that signal (``signal.SIGTERM``, ...), else None. In
-      a multi-process run, every process reports the signal that stopped it,
-      also when it arrived at another process.
+      a multi-process run it is the same on every process, also on those the
+      signal did not reach (the highest number any process received).
   """
 
   state: TrainState
@@ -253,14 +253,34 @@ def fit(
     raise ValueError("eval_step and val_data must be given together")
   if early_stopping is not None and val_data is None:
     raise ValueError("early_stopping needs eval_step and val_data")
-  lock = (WorkdirLock(workdir, name=FIT_LOCK) if workdir is not None
-          else contextlib.nullcontext())
-  with lock:
+  lock = WorkdirLock(workdir, name=FIT_LOCK) if workdir is not None else None
+  busy = None
+  if lock is not None:
+    try:
+      lock.acquire()  # process 0 only
+    except WorkdirBusyError as e:
+      busy = e
+    # The other processes must refuse too, not wait for process 0 forever.
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      refused = bool(np.any(multihost_utils.process_allgather(
+          np.asarray(busy is not None))))
+      if refused and busy is None:
+        lock.release()
+        busy = WorkdirBusyError(
+            f"work directory {workdir} is in use: process 0 could not take "
+            f"its lock file {lock.path}")
+    if busy is not None:
+      raise busy
+  try:
     return _fit(state, train_step, train_data, num_epochs=num_epochs,
                 eval_step=eval_step, val_data=val_data, workdir=workdir,
                 early_stopping=early_stopping,
                 keep_checkpoints=keep_checkpoints, log_every=log_every,
                 progress=progress, handle_signals=handle_signals)
+  finally:
+    if lock is not None:
+      lock.release()
 
 
 def _fit(state, train_step, train_data, *, num_epochs, eval_step, val_data,

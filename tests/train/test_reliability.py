@@ -167,6 +167,28 @@ def test_meta_without_the_loop_position_is_skipped(setup, two_checkpoints):
   assert resumed.epochs_run == 2 and int(resumed.state.step) == 2 * PER_EPOCH
 
 
+def test_meta_is_saved_as_it_was_at_the_save_call(setup, tmp_path):
+  """The write is asynchronous; `fit` goes on appending to the history list
+  it passed, which once left an epoch's record in the previous checkpoint."""
+  new_state, _, _ = setup
+  state = new_state()
+  checkpointer = train.Checkpointer(str(tmp_path), keep=5)
+  expected = {}
+  for step in range(1, 6):
+    history = [{"epoch": 0}]
+    meta = {"epoch": step, "history": history}
+    checkpointer.save(state.replace(step=state.step + step), meta)
+    expected[step] = json.loads(json.dumps(meta))
+    history.append({"epoch": 1})  # at once, while the write may be pending
+    meta["epoch"] = -1
+  checkpointer.wait()
+  for step, want in expected.items():
+    assert checkpointer.restore(state, step)[1] == want
+  with pytest.raises(TypeError, match=r"meta must be JSON-serializable: .*set"):
+    checkpointer.save(state, {"bad": {1, 2}})
+  checkpointer.close()
+
+
 # --- 2. one run per work directory --------------------------------------------
 
 
