@@ -83,6 +83,13 @@ def _garble_meta(step_dir):
     f.write(b"\x00not json{")
 
 
+# After a failed restore, TensorStore callbacks of the reads Orbax abandoned can
+# still land on Orbax's closed event loop: "Event loop is closed", reported as
+# unraisable. Harmless (the restore already raised and was skipped).
+_abandoned_reads = pytest.mark.filterwarnings(
+    "ignore::pytest.PytestUnraisableExceptionWarning")
+
+
 def _damage_warnings(record):
   return [str(w.message) for w in record
           if issubclass(w.category, train.DamagedCheckpointWarning)]
@@ -91,6 +98,7 @@ def _damage_warnings(record):
 # --- 1. a damaged newest checkpoint -------------------------------------------
 
 
+@_abandoned_reads
 @pytest.mark.parametrize("damage", [_truncate_biggest_array_file, _garble_meta],
                          ids=["truncated_array", "garbage_meta"])
 def test_damaged_newest_checkpoint_is_skipped_on_resume(setup, reference,
@@ -139,6 +147,7 @@ def test_restore_latest_returns_newest_readable_step(setup, two_checkpoints):
   checkpointer.close()
 
 
+@_abandoned_reads
 def test_every_checkpoint_damaged_raises_naming_the_directory(setup,
                                                               two_checkpoints):
   workdir, ckpt = two_checkpoints
