@@ -99,13 +99,22 @@ SMOKE: dict[str, dict[str, Any]] = {
 HARMLESS = ("progress", "log_every", "keep_checkpoints", "compilation_cache")
 
 
-def load_config(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+def load_config(path: str, arg: str | None = None, *,
+                next_to: str | None = None) -> ml_collections.ConfigDict:
   """``get_config(arg)`` of the config file at `path` (``experiments/configs/*.py``).
+
+  Args:
+    path: the config file.
+    arg: the argument after ``path.py:`` on a command line (None: none).
+    next_to: a file (a config file's ``__file__``) whose directory a relative
+      `path` is taken from.
 
   Raises:
     FileNotFoundError: `path` does not exist.
     AttributeError: the file defines no ``get_config``.
   """
+  if next_to is not None:
+    path = os.path.join(os.path.dirname(os.path.abspath(next_to)), path)
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config file {path} not found")
   name = "fdl_config_" + os.path.splitext(os.path.basename(path))[0]

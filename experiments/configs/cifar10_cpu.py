@@ -21,7 +21,7 @@ _DATA = os.path.normpath(os.path.join(_HERE, "..", "..", "..", "shared", "data",
 
 
 def get_config(arg: str | None = None):
-  config = config_files.load_config(os.path.join(_HERE, "cifar.py"))
+  config = config_files.load_config("cifar.py", next_to=__file__)
   config.dataset = "npz"
   config.train_file = os.path.join(_DATA, "cifar10_train.npz")
   config.test_file = os.path.join(_DATA, "cifar10_test1000_lossless.npz")

@@ -10,17 +10,9 @@ scored against the matching processed reference. ``--config.smoke=True`` (or
 ``:smoke``) runs two settings of each kind at smoke sizes, for tests.
 """
 
-import os
-
 import ml_collections
 
 from fdl import config_files
-
-
-def _recon_config(arg=None) -> ml_collections.ConfigDict:
-  """The learned-reconstruction config next to this file, `get_config(arg)`."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
-  return config_files.load_config(path, arg)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -34,7 +26,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.methods = ("zero_filled", "cg_sense", "cs_wavelet", "model")
 
   # One learned-reconstruction run per setting: the mri_recon config, smaller.
-  recon = _recon_config()
+  recon = config_files.load_config("mri_recon.py", next_to=__file__)
   recon.num_volumes = 12
   recon.slices_per_volume = 4
   recon.shape = (64, 64)

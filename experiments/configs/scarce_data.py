@@ -15,17 +15,9 @@ rotation/scaling augmentation lowers SSIM. ``--config.smoke=True`` (or
 ``:smoke``) runs N = 2, 4 at smoke sizes in 1-3 minutes, for tests.
 """
 
-import os
-
 import ml_collections
 
 from fdl import config_files
-
-
-def _recon_config(arg=None) -> ml_collections.ConfigDict:
-  """The learned-reconstruction config next to this file, `get_config(arg)`."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
-  return config_files.load_config(path, arg)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -51,7 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.compilation_cache = True
 
   # Shared by every run: data shape, sampling, model and optimizer.
-  recon = _recon_config()
+  recon = config_files.load_config("mri_recon.py", next_to=__file__)
   recon.shape = (48, 48)
   recon.mask = "equispaced"
   recon.acceleration = 4.0

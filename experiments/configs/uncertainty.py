@@ -18,17 +18,9 @@ to two minutes, for tests; with the latter the smoke sizes replace command-line
 overrides of the same keys.
 """
 
-import os
-
 import ml_collections
 
 from fdl import config_files
-
-
-def _recon_config() -> ml_collections.ConfigDict:
-  """The mri_recon defaults, which the runs here shrink and override."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mri_recon.py")
-  return config_files.load_config(path)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -38,7 +30,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # Every run: an mri_recon config (data, sampling, optimization) and its model,
   # "unet" or "modl" (the models with dropout; --config.recon.model=modl).
-  recon = _recon_config()
+  recon = config_files.load_config("mri_recon.py", next_to=__file__)
   recon.model = "unet"
   recon.num_volumes = 20
   recon.slices_per_volume = 4
