@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo demo-nonlinearity test clean
+.PHONY: demo demo-nonlinearity test test-slow clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fdl needs Python >= 3.11; got " + sys.version)'
@@ -24,8 +24,15 @@ demo: $(STAMP)
 demo-nonlinearity: $(STAMP)
 	$(PY) experiments/nonlinearity.py --config experiments/configs/nonlinearity.py --workdir runs/nonlinearity
 
+# The fast tier on every core (pytest-xdist), then a reminder of the slow one.
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
+	@echo "make test ran the fast tier; 'make test-slow' runs the end-to-end tier (CI runs both)."
+
+# End-to-end runs: experiment scripts, multi-device and multi-process equivalence,
+# resumes, the benchmark script (tens of minutes on 2 cores).
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -n auto -m slow
 
 clean:
 	rm -rf $(VENV) runs

@@ -61,6 +61,7 @@ def tiny_run(tmp_path_factory):
     return json.load(f), proc.stdout
 
 
+@pytest.mark.slow
 def test_json_has_a_record_per_workload_and_framework_with_every_field(tiny_run):
   result, stdout = tiny_run
   frameworks = {r["framework"] for r in result["records"]}
@@ -88,6 +89,7 @@ def test_json_has_a_record_per_workload_and_framework_with_every_field(tiny_run)
   assert "mlp" in stdout and "GFLOP/s" in stdout
 
 
+@pytest.mark.slow
 def test_extras_pipeline_inference_and_device_scaling(tiny_run):
   result, _ = tiny_run
   assert result["input_pipeline"]["examples_per_sec"] > 0
@@ -118,6 +120,7 @@ def test_overhead_pure_jax_step_computes_fdls_function():
   assert "pure-JAX step (cnn)" in pure_jax.format_line(record)
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_named():
   proc = subprocess.run(
       [PYTHON, os.path.join(REPO_DIR, "benchmarks", "steps.py"), "--workloads", "mlp,gpt"],
@@ -146,6 +149,7 @@ def test_torch_compile_records_or_refuses_a_wrong_compiled_model(tmp_path):
                                rtol=1e-3)
 
 
+@pytest.mark.slow
 def test_fdl_with_xla_default_convolutions_trains_the_same_function():
   # The before / after of the CPU convolution lowering, timed side by side, must be
   # the same model: same parameters, same losses after the same steps.

@@ -360,6 +360,10 @@ def test_tfds_array_record_happy_path(tmp_path):
 
   class OfflineCifar10(cifar.Cifar10, skip_registration=True):
     name = "cifar10"
+    # TFDS looks up package resources for a class of a dotted module (this test's
+    # is `data.test_sources`), which needs `importlib_resources`; a builder defined
+    # in a test has none.
+    __module__ = "__main__"
 
     def _split_generators(self, dl_manager):
       del dl_manager

@@ -47,6 +47,7 @@ def test_table_lists_every_method(smoke_summary):
   assert "±" in table
 
 
+@pytest.mark.slow
 def test_script_runs_from_the_command_line(tmp_path):
   done = subprocess.run(
       [PYTHON, os.path.join(REPO_DIR, "experiments", "mri_classical.py"),

@@ -19,6 +19,7 @@ def _config(**overrides):
   return config
 
 
+@pytest.mark.slow
 def test_mlp_separates_xor_and_linear_does_not(tmp_path):
   config = _config(dataset="xor", num_points=400, noise=0.3, num_epochs=40,
                    batch_size=40, early_stopping_patience=40, progress=False)
@@ -34,6 +35,7 @@ def test_mlp_separates_xor_and_linear_does_not(tmp_path):
   assert (tmp_path / "mlp" / "metrics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_script_runs_from_the_command_line(tmp_path):
   env = dict(os.environ, PYTHONPATH=REPO_DIR)
   done = subprocess.run(
@@ -50,6 +52,7 @@ def test_script_runs_from_the_command_line(tmp_path):
   assert config["smoke"] is True and config["num_epochs"] == 3
 
 
+@pytest.mark.slow
 def test_sigterm_stops_the_script_cleanly_and_rerun_resumes(tmp_path):
   """A real SIGTERM to the script: exit 128 + 15 with a checkpoint, then resume."""
   import signal  # pylint: disable=g-import-not-at-top

@@ -52,6 +52,7 @@ def smoke_run(tmp_path_factory):
   return summary, workdir, seen
 
 
+@pytest.mark.slow
 def test_run_writes_everything(smoke_run):
   summary, workdir, _ = smoke_run
   for name in ("config.json", "metrics.jsonl", "summary.json",
@@ -78,11 +79,13 @@ def test_run_writes_everything(smoke_run):
   assert on_disk["test_accuracy"] == summary["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_the_synthetic_data_is_learned(smoke_run):
   summary, _, _ = smoke_run
   assert summary["val_accuracy"] > 0.25  # chance is 0.10
 
 
+@pytest.mark.slow
 def test_test_split_is_sealed_and_evaluated_once(smoke_run):
   summary, _, seen = smoke_run
   (splits,) = seen["splits"]
@@ -97,6 +100,7 @@ def test_test_split_is_sealed_and_evaluated_once(smoke_run):
     splits.test.open()
 
 
+@pytest.mark.slow
 def test_resume_with_more_epochs_matches_a_single_run(smoke_run, tmp_path, capsys):
   single, _, _ = smoke_run
   # The schedule length is fixed so that the shorter first run uses the same
@@ -111,6 +115,7 @@ def test_resume_with_more_epochs_matches_a_single_run(smoke_run, tmp_path, capsy
     assert resumed[key] == pytest.approx(single[key], rel=1e-6), key
 
 
+@pytest.mark.slow
 def test_four_devices_report_the_same_train_loss(tmp_path):
   """The issue's command, with the default config, on 1 and on 4 host devices."""
   env = dict(os.environ, PYTHONPATH=REPO_DIR)
@@ -134,6 +139,7 @@ def test_four_devices_report_the_same_train_loss(tmp_path):
   assert summaries[4]["val_accuracy"] == pytest.approx(summaries[1]["val_accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_with_a_longer_schedule_warns(tmp_path, capsys):
   classification.train_and_evaluate(_config(num_epochs=2), str(tmp_path))
   capsys.readouterr()

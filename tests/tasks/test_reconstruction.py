@@ -44,6 +44,7 @@ def modl_run(tmp_path_factory):
   return summary, workdir, seen
 
 
+@pytest.mark.slow
 def test_run_writes_the_workdir_contract(modl_run):
   summary, workdir, seen = modl_run
   for name in ("config.json", "metrics.jsonl", "summary.json", "learning_curves.png",
@@ -58,6 +59,7 @@ def test_run_writes_the_workdir_contract(modl_run):
     assert json.load(f)["test"] == json.loads(json.dumps(summary["test"]))
 
 
+@pytest.mark.slow
 def test_summary_test_entry_has_every_method_and_score(modl_run):
   summary, _, _ = modl_run
   test = summary["test"]
@@ -72,6 +74,7 @@ def test_summary_test_entry_has_every_method_and_score(modl_run):
   assert summary["num_params"] > 0 and summary["epochs_run"] == 2
 
 
+@pytest.mark.slow
 def test_provenance_records_split_by_volume_and_normalization(modl_run):
   summary, _, _ = modl_run
   prov = summary["data"]
@@ -83,6 +86,7 @@ def test_provenance_records_split_by_volume_and_normalization(modl_run):
   assert sum(len(n) for n in names) == len(set().union(*names)) == 4
 
 
+@pytest.mark.slow
 def test_trained_run_reloads_and_reproduces_its_test_score(modl_run):
   summary, workdir, _ = modl_run
   model, variables, config = reconstruction.load_trained(workdir)
@@ -98,6 +102,7 @@ def test_trained_run_reloads_and_reproduces_its_test_score(modl_run):
 
 
 @pytest.mark.skipif(not os.path.exists(REAL_DATA), reason="needs ../shared/data/mri")
+@pytest.mark.slow
 def test_real_brain_application(modl_run, tmp_path):
   from fdl.studies import mri_recon_real  # pylint: disable=g-import-not-at-top
   _, workdir, _ = modl_run
@@ -110,9 +115,10 @@ def test_real_brain_application(modl_run, tmp_path):
   assert os.path.getsize(tmp_path / "real_brain.png") > 0
 
 
-# VarNet's smoke run is the suite's longest test (about 90 s here); its forward,
-# gradients and inference are covered in test_recon_models.py, so it runs with -m slow.
-@pytest.mark.parametrize("model", ["unet", pytest.param("varnet", marks=pytest.mark.slow)])
+# The scripts' smoke runs of U-Net and VarNet take 70-90 s each here; the models'
+# forward, gradients and inference are covered in tests/models/test_recon_models.py.
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["unet", "varnet"])
 def test_command_line_smoke_run_for_the_other_models(model, tmp_path):
   out = subprocess.run(
       [PYTHON, os.path.join(REPO_DIR, "experiments", "mri_recon.py"),
@@ -145,6 +151,7 @@ def test_dataset_directory_without_readable_files(tmp_path):
                                       str(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_two_devices_train_the_same_model_as_one(modl_run, tmp_path):
   """The global batch is split over 2 host devices; the result must not change."""
   summary, _, _ = modl_run
@@ -187,6 +194,7 @@ def test_init_seed_draws_the_weights_apart_from_the_data_seed():
     np.testing.assert_array_equal(a, b)  # weights follow init_seed, not the data seed
 
 
+@pytest.mark.slow
 def test_finished_summary_reuses_only_a_run_of_the_same_config(modl_run, tmp_path):
   summary, workdir, _ = modl_run
   reused = reconstruction.finished_summary(_config(model="modl"), workdir)

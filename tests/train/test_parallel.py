@@ -64,24 +64,28 @@ def _assert_same_state(a, b, rtol=1e-5):
     assert err <= rtol * scale, f"{k}: relative difference {err / scale:.2e}"
 
 
+@pytest.mark.slow
 def test_runs_used_the_intended_device_counts(runs):
   assert int(runs["one"]["__num_devices__"]) == 1
   assert int(runs["four"]["__num_devices__"]) == 4
   assert int(runs["two_process"]["__num_devices__"]) == 2
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device(runs):
   _assert_same_state(runs["one"], runs["four"])
   np.testing.assert_allclose(runs["one"]["__losses__"], runs["four"]["__losses__"],
                              rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_two_processes_match_single_process(runs):
   _assert_same_state(runs["one"], runs["two_process"])
   np.testing.assert_allclose(runs["one"]["__losses__"],
                              runs["two_process"]["__losses__"], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_training_moved_the_parameters(runs):
   # Guards against a vacuous comparison: 10 steps changed the loss.
   losses = runs["one"]["__losses__"]
