@@ -40,7 +40,7 @@ EMPTY_LINE_RATIO = 1e-8
 # Antisymmetric over symmetric energy at or below which k-space is taken as that of a
 # real image. Measured on simulated 8-coil data: raw coil k-space 0.07-0.17; a real
 # image 1e-15 without noise and about 0.02 with complex noise 30 dB below the peak
-# sample over 8 (tests/test_mri_audit.py).
+# sample over 8 (tests/mri/test_data_audit.py).
 SYMMETRY_RATIO = 0.03
 
 

@@ -462,7 +462,7 @@ TINY_KWARGS = {
 }
 
 
-# Reconstruction networks take k-space, not NHWC images; tests/test_recon_models.py.
+# Reconstruction networks take k-space, not NHWC images; tests/models/test_recon_models.py.
 RECON_MODELS = {'recon_unet', 'modl', 'varnet'}
 
 
