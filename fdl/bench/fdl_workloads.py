@@ -22,29 +22,38 @@ from fdl.train import state as state_lib
 from fdl.train import step as step_lib
 
 
-def create_model(spec: dict):
-  """The flax module a spec describes."""
+def model_kwargs(spec: dict) -> dict:
+  """The keyword arguments of the registry model (`fdl.models.create_model`) a spec names."""
   name = spec["name"]
   if name == "mlp":
-    return models.MLP(hidden=tuple(spec["hidden"]), num_classes=spec["num_classes"])
+    return dict(hidden=tuple(spec["hidden"]), num_classes=spec["num_classes"])
   if name == "cnn":
-    return models.CNN(features=tuple(spec["features"]), dense=tuple(spec["dense"]),
-                      num_classes=spec["num_classes"], pool="max", batch_norm=False)
+    return dict(features=tuple(spec["features"]), dense=tuple(spec["dense"]),
+                num_classes=spec["num_classes"], pool="max", batch_norm=False)
   if name == "resnet18":
-    return models.ResNet(stage_sizes=tuple(spec["stage_sizes"]), block="basic",
-                         num_classes=spec["num_classes"], stem="cifar",
-                         width=spec["width"])
+    return dict(stage_sizes=tuple(spec["stage_sizes"]), block="basic",
+                num_classes=spec["num_classes"], stem="cifar", width=spec["width"])
   if name == "unet":
-    return models.UNet(out_channels=1, base_channels=spec["channels"],
-                       num_pools=spec["pools"])
+    return dict(out_channels=1, base_channels=spec["channels"], num_pools=spec["pools"])
   if name == "modl":
-    return models.MoDL(num_iters=spec["num_iters"], cg_iters=spec["cg_iters"],
-                       depth=spec["depth"], width=spec["width"])
+    return dict(num_iters=spec["num_iters"], cg_iters=spec["cg_iters"],
+                depth=spec["depth"], width=spec["width"])
   if name == "varnet":
-    return models.VarNet(num_cascades=spec["num_cascades"], channels=spec["channels"],
-                         pools=spec["pools"], sens_channels=spec["sens_channels"],
-                         sens_pools=spec["sens_pools"])
+    return dict(num_cascades=spec["num_cascades"], channels=spec["channels"],
+                pools=spec["pools"], sens_channels=spec["sens_channels"],
+                sens_pools=spec["sens_pools"])
   raise ValueError(f"unknown workload {name!r}")
+
+
+# Workload name -> registry name (the workload's ResNet-18 writes its stages out, so
+# that the tiny variant can shrink them).
+_REGISTRY_NAMES = {"resnet18": "resnet"}
+
+
+def create_model(spec: dict):
+  """The flax module a spec describes, built by the model registry."""
+  return models.create_model(_REGISTRY_NAMES.get(spec["name"], spec["name"]),
+                             **model_kwargs(spec))
 
 
 def input_keys(spec: dict) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from fdl.models.cnn import CNN
 from fdl.models.mlp import MLP
 from fdl.models.modl import MoDL
 from fdl.models.recon_unet import ReconUNet
-from fdl.models.resnet import resnet18, resnet34, resnet50
+from fdl.models.resnet import ResNet, resnet18, resnet34, resnet50
 from fdl.models.resnet9 import ResNet9
 from fdl.models.unet import UNet
 from fdl.models.varnet import VarNet
@@ -24,6 +24,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'mlp': MLP,
     'cnn': CNN,
     'resnet9': ResNet9,
+    'resnet': ResNet,  # any stage sizes and block: create_model('resnet', stage_sizes=...)
     'resnet18': resnet18,
     'resnet34': resnet34,
     'resnet50': resnet50,

@@ -455,6 +455,7 @@ TINY_KWARGS = {
     'mlp': dict(hidden=(8,), num_classes=3),
     'cnn': dict(features=(4,), dense=(8,), num_classes=3, batch_norm=True),
     'resnet9': dict(num_classes=3, width=4),
+    'resnet': dict(stage_sizes=(1, 1), block='basic', num_classes=3, stem='cifar', width=4),
     'resnet18': dict(num_classes=3, stem='cifar', width=4),
     'resnet34': dict(num_classes=3, stem='imagenet', width=4),
     'resnet50': dict(num_classes=3, stem='imagenet', width=4),
