@@ -316,3 +316,18 @@ def test_bad_inputs(call, error, match):
 def test_checks_run_under_jit():
     with pytest.raises(ValueError, match="labels must be integer"):
         jax.jit(losses.cross_entropy)(LOGITS, jnp.zeros(4))
+
+
+def test_step_losses_carry_their_target_key_and_reduce_by_weight():
+  loss = losses.classification_loss()
+  assert isinstance(loss, losses.StepLoss)
+  assert (loss.target_key, loss.target_integer) == ("label", True)
+  logits = jnp.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+  batch = {"label": jnp.array([0, 0, 1]), "weight": jnp.array([1.0, 1.0, 0.0])}
+  value, metrics = loss(logits, batch)
+  # The weight-0 row (a padding copy) counts in neither the sum nor the count.
+  expected = np.mean([np.log1p(np.exp(-2.0)), np.log1p(np.exp(2.0))])
+  np.testing.assert_allclose(value, expected, rtol=1e-6)
+  np.testing.assert_allclose(metrics["accuracy"], 0.5)
+  assert losses.regression_loss("mae").target_key == "target"
+  assert losses.reconstruction_loss("ssim").target_integer is False

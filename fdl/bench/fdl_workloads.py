@@ -94,21 +94,12 @@ def make_batch(spec: dict, seed: int = 0) -> dict[str, np.ndarray]:
           "data_range": np.ones((batch,), np.float32)}
 
 
-def _l1_loss(outputs, batch):
-  # Only the loss: the torch peer computes no metrics either.
-  return jnp.mean(jnp.abs(outputs - batch["target"])), {}
-
-
-_l1_loss.target_key = "target"
-_l1_loss.target_integer = False
-
-
-def _cross_entropy_loss(logits, batch):
-  return jnp.mean(losses.cross_entropy(logits, batch["label"])), {}
-
-
-_cross_entropy_loss.target_key = "label"
-_cross_entropy_loss.target_integer = True
+# Only the loss: the torch peer computes no metrics either.
+_l1_loss = losses.StepLoss(lambda outputs, batch: (
+    jnp.mean(jnp.abs(outputs - batch["target"])), {}), target_key="target")
+_cross_entropy_loss = losses.StepLoss(lambda logits, batch: (
+    jnp.mean(losses.cross_entropy(logits, batch["label"])), {}),
+                                      target_key="label", target_integer=True)
 
 
 def loss_fn(spec: dict) -> Callable:

@@ -28,7 +28,8 @@ from fdl.train.loop import fit
 from fdl.train.metric_writer import is_writer, read_jsonl, write_json
 from fdl.train.optim import make_optimizer, make_schedule
 from fdl.train.state import TrainState, create_train_state, num_params
-from fdl.train.step import classification_loss, make_eval_step, make_train_step
+from fdl.losses import classification_loss
+from fdl.train.step import make_eval_step, make_train_step
 
 CLASSIFIERS = ("mlp", "cnn", "resnet9", "resnet18", "resnet34", "resnet50")
 # Metric names a run writes; tests and benchmarks check them.

@@ -32,7 +32,8 @@ from fdl.train.loop import fit
 from fdl.train.metric_writer import is_writer, read_jsonl, write_json
 from fdl.train.optim import make_optimizer, make_schedule
 from fdl.train.state import create_train_state, num_params
-from fdl.train.step import make_eval_step, make_train_step, reconstruction_loss
+from fdl.losses import reconstruction_loss
+from fdl.train.step import make_eval_step, make_train_step
 
 RECON_MODELS = ("unet", "modl", "varnet")
 INPUT_KEYS = ("kspace", "mask", "maps")  # the models' positional inputs

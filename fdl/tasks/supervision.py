@@ -39,6 +39,7 @@ import numpy as np
 
 from fdl import data
 from fdl.data.pipeline import Batches
+from fdl.losses import StepLoss, weighted_mean
 from fdl.mri import self_supervised as mri_ss
 from fdl.mri.fft import fft2c
 from fdl.train.distributed import process_slice
@@ -81,15 +82,7 @@ def check_config(config: ml_collections.ConfigDict) -> str:
 
 
 # ---------------------------------------------------------------------------
-# Losses on the complex output (LossFn: (outputs, batch) -> (loss, metrics)).
-
-
-def _weighted_mean(values: jax.Array, batch) -> jax.Array:
-  # Validation pads its last batch with weight-0 copies (ReconPipeline.val_batches).
-  if "weight" not in batch:
-    return values.mean()
-  weight = batch["weight"].astype(values.dtype)
-  return (values * weight).sum() / jnp.maximum(weight.sum(), 1.0)
+# Losses on the complex output (`fdl.losses.StepLoss`).
 
 
 def _output_kspace(image: jax.Array, maps: jax.Array) -> jax.Array:
@@ -97,7 +90,7 @@ def _output_kspace(image: jax.Array, maps: jax.Array) -> jax.Array:
   return fft2c(maps * image[:, None])
 
 
-def ssdu_objective() -> Callable:
+def ssdu_objective() -> StepLoss:
   """SSDU's loss on the loss set: batch keys ``maps``, ``loss_mask``, ``loss_kspace``.
 
   Also reports ``loss_set_nmse``, ``||Lambda (y_hat - y)||^2 / ||Lambda y||^2``.
@@ -110,15 +103,13 @@ def ssdu_objective() -> Callable:
     held_out = batch["loss_mask"] * batch["loss_kspace"]
     nmse = (jnp.sum(jnp.abs(residual) ** 2, (1, 2, 3))
             / jnp.maximum(jnp.sum(jnp.abs(held_out) ** 2, (1, 2, 3)), 1e-30))
-    return _weighted_mean(per_example, batch), {
-        "loss_set_nmse": _weighted_mean(nmse, batch)}
+    return weighted_mean(per_example, batch), {
+        "loss_set_nmse": weighted_mean(nmse, batch)}
 
-  loss_fn.target_key = None  # no fully sampled reference
-  loss_fn.target_integer = False
-  return loss_fn
+  return StepLoss(loss_fn)  # no target_key: no fully sampled reference
 
 
-def kband_objective(norm: str = "l1") -> Callable:
+def kband_objective(norm: str = "l1") -> StepLoss:
   """K-band's weighted band loss: batch keys ``maps``, ``loss_weight``, ``loss_kspace``.
 
   Also reports ``band_nmse``, the unweighted ``||band (y_hat - y)||^2 / ||band y||^2``.
@@ -132,11 +123,9 @@ def kband_objective(norm: str = "l1") -> Callable:
     nmse = (jnp.sum(jnp.abs(band * (pred - batch["loss_kspace"])) ** 2, (1, 2, 3))
             / jnp.maximum(jnp.sum(jnp.abs(band * batch["loss_kspace"]) ** 2, (1, 2, 3)),
                           1e-30))
-    return _weighted_mean(per_example, batch), {"band_nmse": _weighted_mean(nmse, batch)}
+    return weighted_mean(per_example, batch), {"band_nmse": weighted_mean(nmse, batch)}
 
-  loss_fn.target_key = None
-  loss_fn.target_integer = False
-  return loss_fn
+  return StepLoss(loss_fn)
 
 
 # ---------------------------------------------------------------------------

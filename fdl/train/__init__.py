@@ -10,8 +10,8 @@ from fdl.train.mesh import make_mesh, replicated, batch_sharded, shard_batch, to
 from fdl.train.metric_writer import MetricWriter, read_jsonl, write_json
 from fdl.train.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
 from fdl.train.state import TrainState, create_train_state, num_params
-from fdl.train.step import (classification_loss, make_eval_step, make_train_step,
-                            predict, reconstruction_loss, regression_loss)
+from fdl.losses import classification_loss, reconstruction_loss, regression_loss
+from fdl.train.step import make_eval_step, make_train_step, predict
 from fdl.train.workdir import StaleLockWarning, WorkdirBusyError, WorkdirLock
 
 __all__ = [

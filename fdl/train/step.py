@@ -18,65 +18,15 @@ import optax
 from jax.sharding import Mesh
 
 from fdl import losses
+from fdl.losses import WEIGHT_KEY
 from fdl.models.conv import compiler_options
 from fdl.train import mesh as mesh_lib
 from fdl.train.state import TrainState
 
-# loss_fn(outputs, batch) -> (scalar loss, {name: scalar metric}); means over the
-# global batch, weighted by batch["weight"] when present.
+# loss_fn(outputs, batch) -> (scalar loss, {name: scalar metric}): a `fdl.losses.StepLoss`
+# (which also says which batch key holds the target, for the batch checks) or any
+# callable of that signature.
 LossFn = Callable[[jax.Array, Mapping[str, jax.Array]], tuple[jax.Array, dict]]
-
-WEIGHT_KEY = "weight"
-
-
-def _mean(values: jax.Array, batch: Mapping[str, jax.Array]) -> jax.Array:
-  """Mean of per-example `values`, weighted by ``batch["weight"]`` if present.
-
-  Evaluation pads the last batch to a multiple of the device count; padding
-  examples carry weight 0 so they change neither sums nor counts.
-  """
-  if WEIGHT_KEY not in batch:
-    return values.mean()
-  weight = batch[WEIGHT_KEY].astype(values.dtype)
-  return (values * weight).sum() / jnp.maximum(weight.sum(), 1.0)
-
-
-def classification_loss(*, label_smoothing: float = 0.0,
-                        target_key: str = "label") -> LossFn:
-  """Mean cross-entropy on integer labels, reporting accuracy too.
-
-  Args:
-    label_smoothing: epsilon of label smoothing, in [0, 1).
-    target_key: batch key of the integer labels ``[batch]``.
-  """
-  if not 0.0 <= label_smoothing < 1.0:
-    raise ValueError(
-        f"label_smoothing must be in [0, 1); got {label_smoothing!r}")
-
-  def loss_fn(logits, batch):
-    labels = batch[target_key]
-    loss = _mean(losses.cross_entropy(logits, labels,
-                                      label_smoothing=label_smoothing), batch)
-    return loss, {"accuracy": _mean(losses.accuracy(logits, labels), batch)}
-
-  loss_fn.target_key = target_key
-  loss_fn.target_integer = True
-  return loss_fn
-
-
-def regression_loss(name: str = "mse", *, target_key: str = "target") -> LossFn:
-  """Mean regression loss by name (``mse``, ``mae``, ``ssim_loss``)."""
-  if name not in ("mse", "mae", "ssim_loss"):
-    raise ValueError(
-        f"regression loss must be one of ('mse', 'mae', 'ssim_loss'); got {name!r}")
-  per_example = losses.get_loss(name)
-
-  def loss_fn(outputs, batch):
-    return _mean(per_example(outputs, batch[target_key]), batch), {}
-
-  loss_fn.target_key = target_key
-  loss_fn.target_integer = False
-  return loss_fn
 
 
 InputKeys = str | Sequence[str]
@@ -87,56 +37,6 @@ def _input_keys(input_key: InputKeys) -> tuple[str, ...]:
   if not keys or not all(isinstance(k, str) for k in keys):
     raise ValueError(f"input_key must be a key or a sequence of keys; got {input_key!r}")
   return keys
-
-
-RECONSTRUCTION_LOSSES = ("l1", "ssim", "mixed")
-
-
-def reconstruction_loss(name: str = "l1", *, ssim_weight: float = 0.84,
-                        target_key: str = "target",
-                        data_range_key: str = "data_range") -> LossFn:
-  """Loss of a magnitude reconstruction ``[B, H, W]`` against ``batch["target"]``.
-
-  The output is center-cropped to the target's ``[h, w]`` first (fastMRI
-  targets are cropped to the reconstruction size). With ``e = |out - target|``
-  and ``L = batch["data_range"]`` (``[B]``, the target volume's maximum):
-
-  - ``l1``: ``mean(e)``;
-  - ``ssim``: ``1 - SSIM(out, target; L)`` (7x7 box window, as fastMRI);
-  - ``mixed``: ``ssim_weight * (1 - SSIM) + (1 - ssim_weight) * mean(e)``
-    (Zhao et al., "Loss functions for image restoration with neural networks",
-    IEEE TCI 2017, weight 0.84).
-
-  Every variant also reports the per-batch means of ``l1``, ``ssim``, ``psnr``
-  (dB, with ``L``) and ``nmse`` as metrics.
-  """
-  if name not in RECONSTRUCTION_LOSSES:
-    raise ValueError(
-        f"reconstruction loss must be one of {RECONSTRUCTION_LOSSES}; got {name!r}")
-  if not 0.0 <= ssim_weight <= 1.0:
-    raise ValueError(f"ssim_weight must be in [0, 1]; got {ssim_weight!r}")
-
-  def loss_fn(outputs, batch):
-    target = batch[target_key].astype(jnp.float32)
-    top = (outputs.shape[-2] - target.shape[-2]) // 2
-    left = (outputs.shape[-1] - target.shape[-1]) // 2
-    outputs = outputs[..., top:top + target.shape[-2], left:left + target.shape[-1]]
-    data_range = batch[data_range_key].astype(jnp.float32)
-    l1 = losses.mae(outputs, target)
-    ssim = losses.ssim(outputs, target, data_range=data_range)
-    sq_err = jnp.sum(jnp.square(outputs - target), axis=(-2, -1))
-    mse = sq_err / (target.shape[-2] * target.shape[-1])
-    per_example = {"l1": l1, "ssim": 1.0 - ssim,
-                   "mixed": ssim_weight * (1.0 - ssim) + (1.0 - ssim_weight) * l1}[name]
-    metrics = {
-        "l1": _mean(l1, batch), "ssim": _mean(ssim, batch),
-        "psnr": _mean(20.0 * jnp.log10(data_range) - 10.0 * jnp.log10(mse), batch),
-        "nmse": _mean(sq_err / jnp.sum(jnp.square(target), axis=(-2, -1)), batch)}
-    return _mean(per_example, batch), metrics
-
-  loss_fn.target_key = target_key
-  loss_fn.target_integer = False
-  return loss_fn
 
 
 def _check_batch(batch: Any, input_keys: tuple[str, ...], loss_fn: LossFn) -> None:
