@@ -145,15 +145,12 @@ def test_freeze_optimizer_is_multi_transform_with_zero_updates():
 @pytest.mark.slow
 def test_reconstruction_init_from_and_freeze(tmp_path):
   """Pretrain a smoke U-Net, fine-tune it with a frozen encoder on 2 slices."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
   from conftest import REPO_DIR  # pylint: disable=g-import-not-at-top
+  from fdl import config_files  # pylint: disable=g-import-not-at-top
   from fdl.tasks import reconstruction  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      "mri_recon_cfg", os.path.join(REPO_DIR, "experiments", "configs", "mri_recon.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke")
+  config = config_files.load_config(
+      os.path.join(REPO_DIR, "experiments", "configs", "mri_recon.py"), "smoke")
   config.model = "unet"
   source_dir, tuned_dir = str(tmp_path / "source"), str(tmp_path / "tuned")
   reconstruction.train_and_evaluate(config, source_dir)
@@ -179,16 +176,13 @@ def test_reconstruction_init_from_and_freeze(tmp_path):
 @pytest.mark.slow
 def test_scarce_data_experiment_smoke(tmp_path):
   """The scarce-data experiment at smoke sizes: table, figure, equal budgets."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
   import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
   from conftest import REPO_DIR  # pylint: disable=g-import-not-at-top
+  from fdl import config_files  # pylint: disable=g-import-not-at-top
   from fdl.studies import scarce_data  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      "scarce_cfg", os.path.join(REPO_DIR, "experiments", "configs", "scarce_data.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke")
+  config = config_files.load_config(
+      os.path.join(REPO_DIR, "experiments", "configs", "scarce_data.py"), "smoke")
   config.compilation_cache = False  # a process-wide setting: leave pytest's alone
   summary = scarce_data.run(config, str(tmp_path))
   rows = {(r["n"], r["method"]): r for r in summary["results"]}
