@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "fdl needs Python >= 3.11; got " + sys.version)'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing fdl and its dependencies into $(VENV) ..."
-	@$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,peer]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev,peer,anatomy]" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 	@$(PY) -c 'import fdl, jax, flax, optax, orbax.checkpoint' && touch $(STAMP)
 
 # A small MoDL trained on simulated 8-coil k-space at 4x; prints the test table
