@@ -17,6 +17,7 @@ from fdl.models.reconstruct import check_recon_inputs, reconstruct
 from fdl.models.registry import MODELS, create_model
 from fdl.models.resnet import ResNet, resnet18, resnet34, resnet50
 from fdl.models.resnet9 import ResNet9
+from fdl.models.segmenter import Segmenter, predict_labels
 from fdl.models.unet import UNet
 from fdl.models.varnet import SensitivityModel, VarNet, VarNetCascade, acs_mask
 
@@ -33,6 +34,7 @@ __all__ = [
     'ResNet',
     'ResNet9',
     'ResidualDenoiser',
+    'Segmenter',
     'SensitivityModel',
     'UNet',
     'VarNet',
@@ -44,6 +46,7 @@ __all__ = [
     'complex_to_channels',
     'conv_lowering',
     'create_model',
+    'predict_labels',
     'reconstruct',
     'resnet18',
     'resnet34',

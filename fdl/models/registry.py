@@ -17,6 +17,7 @@ from fdl.models.modl import MoDL
 from fdl.models.recon_unet import ReconUNet
 from fdl.models.resnet import ResNet, resnet18, resnet34, resnet50
 from fdl.models.resnet9 import ResNet9
+from fdl.models.segmenter import Segmenter
 from fdl.models.unet import UNet
 from fdl.models.varnet import VarNet
 
@@ -29,6 +30,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'resnet34': resnet34,
     'resnet50': resnet50,
     'unet': UNet,
+    # Segmentation: per-pixel class logits [N, H, W, num_classes].
+    'segmenter': Segmenter,
     # MRI reconstruction: model.apply(variables, kspace, mask, maps, train=...).
     'recon_unet': ReconUNet,
     'modl': MoDL,

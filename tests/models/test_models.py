@@ -460,6 +460,7 @@ TINY_KWARGS = {
     'resnet34': dict(num_classes=3, stem='imagenet', width=4),
     'resnet50': dict(num_classes=3, stem='imagenet', width=4),
     'unet': dict(out_channels=3, base_channels=4, num_pools=2),
+    'segmenter': dict(num_classes=3, base_channels=4, num_pools=2),
 }
 
 
@@ -476,7 +477,7 @@ def test_every_registered_model_in_bfloat16_keeps_float32_params_and_outputs(nam
   model = create_model(name, dtype=jnp.bfloat16, **TINY_KWARGS[name])
   outputs, variables = abstract_init(model, (2, 16, 16, 3))
   assert outputs.dtype == jnp.float32
-  assert outputs.shape == ((2, 16, 16, 3) if name == 'unet' else (2, 3))
+  assert outputs.shape == ((2, 16, 16, 3) if name in ('unet', 'segmenter') else (2, 3))
   assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
 
 
