@@ -1,0 +1,943 @@
+"""Training data synthesized from anatomy: SynthSeg-style domain randomization.
+
+The idea follows SynthSeg (Billot et al., Medical Image Analysis 2023): a
+network trained on images whose contrast, resolution artefacts, bias field,
+geometry and noise are drawn at random from wide ranges, generated from
+tissue labels, learns what is common to all of them, the anatomy. This module
+is our own implementation of that idea (no SynthSeg code), for the tissue
+classes of `fdl.data.anatomy` sources:
+
+  label 0 background, 1 CSF, 2 grey matter (GM), 3 white matter (WM).
+
+One sample, from a label map ``L`` (or tissue probability maps ``P_k``):
+
+1. Geometry (`random_deformation`, `warp_labels`, `warp_image`): a random
+   affine map (rotation, per-axis scale, shear, translation, about the array
+   centre) and a smooth elastic displacement give a dense *sampling map*
+   ``coords[:, o]`` = the input position read for output voxel ``o``
+   (``scipy.ndimage.map_coordinates`` convention, voxel index units). Labels
+   are resampled by nearest neighbour, so every output label is an input
+   label (exact, no new values); probability maps and images by linear
+   interpolation. Positions outside the input read background.
+2. Contrast (`synthesize_image`): each tissue ``k`` gets a mean intensity
+   ``mu_k`` and a texture standard deviation ``sigma_k``; the image is
+   ``mu_k + sigma_k n`` (``n`` white Gaussian) inside tissue ``k``, or with
+   probability maps the partial-volume mixture ``sum_k P_k (mu_k + sigma_k n_k)``.
+   Named contrasts use the spin-echo signal equation (see `TISSUE_PARAMETERS`)
+   and give the typical orderings
+
+     T1-weighted: WM > GM > CSF;  T2-weighted: CSF > GM > WM;
+     PD-weighted (long TR, short TE): GM >~ WM > CSF,
+
+   ``"random"`` draws each ``mu_k`` uniformly in ``[0, 1]`` (any ordering),
+   as SynthSeg does.
+3. Partial-volume blur: a Gaussian of random width per axis.
+4. Bias field: ``exp(b)`` with ``b`` a smooth random field (`smooth_random_field`:
+   Gaussian values on a coarse grid, cubic-spline upsampled), multiplied in.
+5. Noise: Rician, ``|x + sigma (n_1 + i n_2)|``, of random ``sigma``.
+6. Normalization: divided by a robust maximum (a high percentile over the
+   foreground, ``labels > 0``) and clipped to ``[0, 1]``.
+
+The labels returned with the image are the warped labels of step 1, so they
+match the image's geometry voxel for voxel.
+
+Acquisition (`synthesize_kspace`): the magnitude ``m`` gets a smooth random
+phase (`smooth_phase`: a degree-2 polynomial, as `fdl.mri.phantoms.random_phantom`
+uses, plus a global phase), ``x = m e^{i phi}``; then, as in
+`fdl.mri.simulate` (the same coil model, FFT and noise definition),
+
+  y_c = F(S_c x) + n_c,   n_c ~ CN(0, sigma_c^2),
+  snr_db = 10 log10(mean |F(S_c x)|^2 / sigma_c^2)   (every coil),
+
+with ``S_c`` the loop-coil maps of `fdl.mri.coil_models.loop_coil_maps`
+(``sum_c |S_c|^2 = 1``) and ``F`` the centered orthonormal FFT. The target is
+the RSS of the noiseless coil images, ``sqrt(sum_c |S_c x|^2) = m``. Because
+``x`` is complex, neither the coil k-space nor that of the SENSE combination
+is conjugate symmetric, and `fdl.mri.data_audit.audit` does not flag it (a
+magnitude image without phase would be flagged: that is the data crime of
+k-space synthesized from magnitude images, Shimron et al. PNAS 2022).
+
+`synthesize_slices` turns a label volume ``[X, Y, Z]`` with voxel sizes in mm
+into a stack of such 2-D samples, with a provenance record that says the data
+are synthesized and from which template. Its output has the keys of
+`fdl.mri.simulate.simulate` (``kspace [S, C, H, W]``, ``maps``, ``target``,
+...), so `fdl.data.mri_volumes.normalize_volume` makes a `Volume` of it.
+
+Randomness: every function takes a ``numpy.random.Generator``; sample ``s``
+of `synthesize_slices` uses ``np.random.default_rng([seed, s])``, so
+``(seed, s)`` (with the other arguments) fixes the bytes of the sample.
+
+References:
+  B. Billot, D. N. Greve, O. Puonti, A. Thielscher, K. Van Leemput, B. Fischl,
+  A. V. Dalca, J. E. Iglesias, "SynthSeg: Segmentation of brain MRI scans of
+  any contrast and resolution without retraining", Medical Image Analysis 86
+  (2023) 102789.
+  J. P. Wansapura, S. K. Holland, R. S. Dunn, W. S. Ball, "NMR relaxation
+  times in the human brain at 3.0 tesla", J. Magn. Reson. Imaging 9 (1999).
+  E. Shimron, J. I. Tamir, K. Wang, M. Lustig, "Implicit data crimes: machine
+  learning bias arising from misuse of public data", PNAS 119 (2022).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from fdl.data import provenance as prov
+from fdl.mri.coil_models import loop_coil_maps
+from fdl.mri.phantoms import image_grid
+from fdl.mri.processing import synthesize_kspace as _coil_kspace
+
+GENERATOR = "fdl.data.synthesis (SynthSeg-style domain randomization)"
+REFERENCE = ("Billot et al., SynthSeg, Medical Image Analysis 86 (2023) 102789 "
+             "(the idea; our own code)")
+TISSUES = ("background", "CSF", "GM", "WM")  # label value = index
+NUM_LABELS = len(TISSUES)
+
+# Approximate relaxation times at 3 T (ms), of the order reported by Wansapura et
+# al. (1999) for GM and WM, and relative proton density (water content).
+TISSUE_PARAMETERS = {
+    "CSF": {"pd": 1.00, "t1_ms": 4000.0, "t2_ms": 2000.0},
+    "GM": {"pd": 0.80, "t1_ms": 1330.0, "t2_ms": 110.0},
+    "WM": {"pd": 0.70, "t1_ms": 830.0, "t2_ms": 80.0},
+}
+# Spin-echo repetition and echo times (ms) of each named contrast.
+SEQUENCES = {
+    "t1": {"tr_ms": 500.0, "te_ms": 10.0},
+    "t2": {"tr_ms": 4000.0, "te_ms": 100.0},
+    "pd": {"tr_ms": 2500.0, "te_ms": 10.0},
+}
+CONTRASTS = ("random", "t1", "t2", "pd")
+# Pixels above this fraction of the slice maximum define the object whose phase
+# `synthesize_kspace` scales (`smooth_phase` support).
+PHASE_SUPPORT = 0.05
+
+# Moderate geometry of one training sample (arguments of `random_deformation`).
+DEFAULT_DEFORMATION = {"max_rotation_deg": 15.0, "max_scale": 0.1, "max_shear": 0.05,
+                       "max_translation_vox": 4.0, "elastic_std_vox": 1.5,
+                       "elastic_grid": 5}
+
+
+def spin_echo_signal(pd: float, t1_ms: float, t2_ms: float, tr_ms: float,
+                     te_ms: float) -> float:
+  """Spin-echo signal ``PD (1 - exp(-TR/T1)) exp(-TE/T2)`` (arbitrary units).
+
+  >>> round(spin_echo_signal(1.0, 1000.0, 100.0, 1000.0, 0.0), 4)
+  0.6321
+  """
+  return float(pd * (1.0 - np.exp(-tr_ms / t1_ms)) * np.exp(-te_ms / t2_ms))
+
+
+def contrast_means(contrast: str) -> np.ndarray:
+  """Reference mean intensities of a named contrast, float64 ``[4]``.
+
+  Index = label (background, CSF, GM, WM). Background (air) is 0; the tissues
+  follow `spin_echo_signal` with `TISSUE_PARAMETERS` and `SEQUENCES`,
+  divided by the largest, so the brightest tissue is 1.
+
+  Args:
+    contrast: ``"t1"``, ``"t2"`` or ``"pd"``.
+
+  Returns:
+    float64 ``[4]`` in ``[0, 1]``.
+
+  >>> m = contrast_means("t1"); bool(m[3] > m[2] > m[1])
+  True
+  >>> m = contrast_means("t2"); bool(m[1] > m[2] > m[3])
+  True
+  """
+  if contrast not in SEQUENCES:
+    raise ValueError(f"contrast must be one of {sorted(SEQUENCES)} for reference means; "
+                     f"got {contrast!r}")
+  seq = SEQUENCES[contrast]
+  means = np.zeros(NUM_LABELS)
+  for label, name in enumerate(TISSUES[1:], start=1):
+    means[label] = spin_echo_signal(**TISSUE_PARAMETERS[name], **seq)
+  return means / means.max()
+
+
+# ----------------------------------------------------------------------------
+# Geometry.
+
+
+def identity_coords(shape: Sequence[int]) -> np.ndarray:
+  """The identity sampling map, float64 ``[ndim, *shape]`` (voxel indices)."""
+  shape = _check_spatial_shape(shape)
+  return np.stack(np.meshgrid(*[np.arange(n, dtype=np.float64) for n in shape],
+                              indexing="ij"))
+
+
+def rotation_matrix(rotation_deg, ndim: int) -> np.ndarray:
+  """Rotation ``[ndim, ndim]`` from one angle (2-D) or three Euler angles (3-D).
+
+  Args:
+    rotation_deg: 2-D: a float (degrees, from axis 0 towards axis 1);
+      3-D: three angles, about axes 0, 1 and 2, applied in that order
+      (``R = R_2 R_1 R_0``).
+    ndim: 2 or 3.
+
+  Returns:
+    float64 orthogonal matrix with determinant 1; the identity for zero angles.
+  """
+  angles = np.deg2rad(np.atleast_1d(np.asarray(rotation_deg, np.float64)))
+  if ndim == 2:
+    if angles.size != 1:
+      raise ValueError(f"rotation_deg must be one angle for 2-D; got {rotation_deg!r}")
+    c, s = np.cos(angles[0]), np.sin(angles[0])
+    return np.array([[c, -s], [s, c]])
+  if ndim == 3:
+    if angles.size != 3:
+      raise ValueError(f"rotation_deg must be three angles for 3-D; got {rotation_deg!r}")
+    out = np.eye(3)
+    for axis, angle in enumerate(angles):
+      i, j = [a for a in range(3) if a != axis]
+      r = np.eye(3)
+      r[i, i] = r[j, j] = np.cos(angle)
+      r[i, j], r[j, i] = -np.sin(angle), np.sin(angle)
+      out = r @ out
+    return out
+  raise ValueError(f"rotations are defined for 2-D and 3-D; got ndim={ndim}")
+
+
+def affine_matrix(ndim: int, *, rotation_deg=0.0, scale=1.0, shear=0.0) -> np.ndarray:
+  """``M = R Sh diag(scale)``, the forward linear map of `deformation_coords`.
+
+  Args:
+    ndim: 2 or 3.
+    rotation_deg: see `rotation_matrix`.
+    scale: magnification per axis (a float or ``ndim`` floats, > 0); > 1
+      enlarges the anatomy.
+    shear: the upper off-diagonal entries of ``Sh`` (unit diagonal), one
+      value in 2-D, three in 3-D (entries (0,1), (0,2), (1,2)).
+
+  Returns:
+    float64 ``[ndim, ndim]``; ``det M = prod(scale)``.
+  """
+  scale = np.broadcast_to(np.asarray(scale, np.float64), (ndim,))
+  if not np.all(scale > 0):
+    raise ValueError(f"scale must be > 0 on every axis; got {scale.tolist()}")
+  upper = np.triu_indices(ndim, k=1)
+  sh = np.eye(ndim)
+  sh[upper] = np.broadcast_to(np.asarray(shear, np.float64), (len(upper[0]),))
+  return rotation_matrix(rotation_deg, ndim) @ sh @ np.diag(scale)
+
+
+def deformation_coords(shape: Sequence[int], *, rotation_deg=0.0, scale=1.0, shear=0.0,
+                       translation_vox=0.0, displacement: np.ndarray | None = None
+                       ) -> np.ndarray:
+  """The sampling map of an explicit affine map plus a displacement field.
+
+  The anatomy at input position ``p`` moves to ``M (p - c) + c + t``, with
+  ``M = affine_matrix(...)``, ``c = (shape - 1) / 2`` the array centre and
+  ``t = translation_vox``. Output voxel ``o`` therefore reads
+
+    coords[:, o] = M^{-1} (o - c - t) + c + displacement[:, o].
+
+  A region of the anatomy grows by the factor ``|det M|`` (before the
+  displacement). With ``M = I`` and an integer ``t`` the map is an exact
+  integer shift: `warp_labels` gives ``np.roll(labels, t)`` away from the
+  borders.
+
+  Args:
+    shape: output spatial shape (2-D or 3-D).
+    rotation_deg, scale, shear: see `affine_matrix`.
+    translation_vox: ``t``, a float or ``ndim`` floats (voxels).
+    displacement: optional float ``[ndim, *shape]``, added to the coordinates
+      (voxels; pull form).
+
+  Returns:
+    float64 ``[ndim, *shape]``.
+  """
+  shape = _check_spatial_shape(shape)
+  ndim = len(shape)
+  m_inv = np.linalg.inv(affine_matrix(ndim, rotation_deg=rotation_deg, scale=scale,
+                                      shear=shear))
+  t = np.broadcast_to(np.asarray(translation_vox, np.float64), (ndim,))
+  centre = (np.asarray(shape, np.float64) - 1.0) / 2.0
+  grid = identity_coords(shape)
+  rel = (grid - (centre + t).reshape((ndim,) + (1,) * ndim)).reshape(ndim, -1)
+  coords = (m_inv @ rel).reshape(grid.shape) + centre.reshape((ndim,) + (1,) * ndim)
+  if displacement is not None:
+    displacement = np.asarray(displacement, np.float64)
+    if displacement.shape != grid.shape:
+      raise ValueError(f"displacement must have shape {grid.shape} ([ndim, *shape]); "
+                       f"got {displacement.shape}")
+    coords = coords + displacement
+  return coords
+
+
+def draw_deformation(shape: Sequence[int], rng: np.random.Generator, *,
+                     max_rotation_deg: float = 15.0, max_scale: float = 0.1,
+                     max_shear: float = 0.05, max_translation_vox: float = 4.0,
+                     elastic_std_vox: float = 1.5, elastic_grid: int = 5
+                     ) -> dict[str, Any]:
+  """Random parameters of `deformation_coords` (see `random_deformation`).
+
+  Returns:
+    ``{"rotation_deg", "scale", "shear", "translation_vox", "displacement"}``;
+    all but ``displacement`` (float64 ``[ndim, *shape]``) are lists of floats.
+  """
+  shape = _check_spatial_shape(shape)
+  ndim = len(shape)
+  for name, value in (("max_rotation_deg", max_rotation_deg), ("max_scale", max_scale),
+                      ("max_shear", max_shear),
+                      ("max_translation_vox", max_translation_vox),
+                      ("elastic_std_vox", elastic_std_vox)):
+    if not np.isfinite(value) or value < 0:
+      raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+  if max_scale >= 1:
+    raise ValueError(f"max_scale must be < 1 (scales in [1 - s, 1 + s]); got {max_scale}")
+  num_angles = 1 if ndim == 2 else 3
+  num_shears = ndim * (ndim - 1) // 2
+  params = {
+      "rotation_deg": rng.uniform(-max_rotation_deg, max_rotation_deg, num_angles),
+      "scale": rng.uniform(1.0 - max_scale, 1.0 + max_scale, ndim),
+      "shear": rng.uniform(-max_shear, max_shear, num_shears),
+      "translation_vox": rng.uniform(-max_translation_vox, max_translation_vox, ndim),
+  }
+  params = {k: v.tolist() for k, v in params.items()}
+  if ndim == 2:
+    params["rotation_deg"] = params["rotation_deg"][0]
+  params["displacement"] = np.stack([
+      smooth_random_field(shape, rng, grid=elastic_grid, std=elastic_std_vox)
+      for _ in range(ndim)])
+  return params
+
+
+def random_deformation(shape: Sequence[int], rng: np.random.Generator, *,
+                       max_rotation_deg: float = 15.0, max_scale: float = 0.1,
+                       max_shear: float = 0.05, max_translation_vox: float = 4.0,
+                       elastic_std_vox: float = 1.5, elastic_grid: int = 5
+                       ) -> np.ndarray:
+  """A random affine-plus-elastic sampling map (see `deformation_coords`).
+
+  Draws, in this order: rotation angles uniform in ``±max_rotation_deg``
+  (one in 2-D, three in 3-D), per-axis scales uniform in
+  ``[1 - max_scale, 1 + max_scale]``, shears uniform in ``±max_shear``,
+  translations uniform in ``±max_translation_vox`` voxels, and per axis an
+  elastic displacement `smooth_random_field` with ``grid=elastic_grid``
+  control points per axis and standard deviation ``elastic_std_vox`` voxels.
+  All maxima 0 give the identity map exactly.
+
+  Args:
+    shape: spatial shape, 2-D ``(H, W)`` or 3-D ``(X, Y, Z)``.
+    rng: NumPy generator (consumed; the same state gives the same map).
+    max_rotation_deg: degrees, >= 0.
+    max_scale: in ``[0, 1)``.
+    max_shear: >= 0.
+    max_translation_vox: voxels, >= 0.
+    elastic_std_vox: voxels, >= 0.
+    elastic_grid: control points per axis, >= 2.
+
+  Returns:
+    float64 ``[ndim, *shape]`` input coordinates of every output voxel, for
+    `warp_labels` / `warp_image`.
+
+  Examples:
+    >>> coords = random_deformation((8, 6), np.random.default_rng(0))
+    >>> coords.shape
+    (2, 8, 6)
+    >>> z = dict(max_rotation_deg=0, max_scale=0, max_shear=0, max_translation_vox=0,
+    ...          elastic_std_vox=0)
+    >>> bool(np.array_equal(random_deformation((8, 6), np.random.default_rng(0), **z),
+    ...                     identity_coords((8, 6))))
+    True
+  """
+  params = draw_deformation(shape, rng, max_rotation_deg=max_rotation_deg,
+                            max_scale=max_scale, max_shear=max_shear,
+                            max_translation_vox=max_translation_vox,
+                            elastic_std_vox=elastic_std_vox, elastic_grid=elastic_grid)
+  return deformation_coords(shape, **params)
+
+
+def warp_labels(labels: np.ndarray, coords: np.ndarray, *, background: int = 0
+                ) -> np.ndarray:
+  """Nearest-neighbour resampling of a label map: exact labels, no new values.
+
+  Output voxel ``o`` takes ``labels[floor(coords[:, o] + 0.5)]``; positions
+  outside the array take `background`. Every output value is therefore an
+  input value or `background`.
+
+  Args:
+    labels: integer ``[*spatial]`` (2-D or 3-D).
+    coords: float ``[ndim, *out_spatial]`` sampling map (voxel indices of
+      `labels`), e.g. from `random_deformation`.
+    background: the value read outside `labels`.
+
+  Returns:
+    ``[*out_spatial]`` with the dtype of `labels`.
+  """
+  labels = np.asarray(labels)
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"labels must be an integer array; got {labels.dtype}")
+  coords = _check_coords(coords, labels.ndim, "labels")
+  index = np.floor(coords + 0.5).astype(np.int64)
+  inside = np.ones(coords.shape[1:], bool)
+  for axis, n in enumerate(labels.shape):
+    inside &= (index[axis] >= 0) & (index[axis] < n)
+    np.clip(index[axis], 0, n - 1, out=index[axis])
+  out = labels[tuple(index)]
+  return np.where(inside, out, np.asarray(background, labels.dtype)).astype(labels.dtype)
+
+
+def warp_image(image: np.ndarray, coords: np.ndarray, order: int = 1, *,
+               cval: float = 0.0) -> np.ndarray:
+  """Spline resampling of an intensity or probability map.
+
+  Args:
+    image: real ``[*spatial]`` (2-D or 3-D).
+    coords: float ``[ndim, *out_spatial]`` sampling map (voxel indices).
+    order: spline order, 0-5 (1: linear, which keeps probabilities in
+      ``[0, 1]`` and their sum).
+    cval: value outside the array.
+
+  Returns:
+    ``[*out_spatial]``, float32 (float64 for float64 input).
+  """
+  image = np.asarray(image)
+  if np.iscomplexobj(image) or not np.issubdtype(image.dtype, np.number):
+    raise ValueError(f"image must be a real array; got {image.dtype}")
+  coords = _check_coords(coords, image.ndim, "image")
+  if not isinstance(order, (int, np.integer)) or not 0 <= order <= 5:
+    raise ValueError(f"order must be an int in [0, 5]; got {order!r}")
+  dtype = np.float64 if image.dtype == np.float64 else np.float32
+  return ndimage.map_coordinates(image.astype(np.float64), coords, order=int(order),
+                                 mode="constant", cval=float(cval)).astype(dtype)
+
+
+def smooth_random_field(shape: Sequence[int], rng: np.random.Generator, *, grid: int,
+                        std: float) -> np.ndarray:
+  """A smooth random field: Gaussian values on a coarse grid, cubic upsampled.
+
+  ``grid ** ndim`` values ``N(0, std^2)`` sit on a grid spanning the array
+  (control point ``g`` at position ``g (n - 1) / (grid - 1)`` per axis) and
+  are interpolated by a cubic spline, so the field has about ``grid / 2``
+  cycles per field of view and standard deviation of the order of `std`.
+
+  Args:
+    shape: spatial shape (any ndim >= 1).
+    rng: NumPy generator (draws ``grid ** ndim`` normals even when std = 0).
+    grid: control points per axis, >= 2.
+    std: standard deviation of the control values, >= 0.
+
+  Returns:
+    float64 ``[*shape]``.
+  """
+  shape = tuple(int(n) for n in shape)
+  if not isinstance(grid, (int, np.integer)) or grid < 2:
+    raise ValueError(f"grid must be an int >= 2 (control points per axis); got {grid!r}")
+  if not np.isfinite(std) or std < 0:
+    raise ValueError(f"std must be a finite number >= 0; got {std!r}")
+  values = rng.standard_normal((int(grid),) * len(shape)) * float(std)
+  axes = [np.linspace(0.0, grid - 1.0, n) for n in shape]
+  points = np.stack(np.meshgrid(*axes, indexing="ij"))
+  return ndimage.map_coordinates(values, points, order=3, mode="nearest")
+
+
+# ----------------------------------------------------------------------------
+# Contrast.
+
+
+def synthesize_image(labels: np.ndarray | None, rng: np.random.Generator, *,
+                     probabilities: np.ndarray | None = None, contrast: str = "random",
+                     deformation: Mapping[str, Any] | None = None,
+                     mean_jitter: float = 0.1, texture_std: Sequence[float] = (0.0, 0.05),
+                     blur_sigma_vox: Sequence[float] = (0.0, 1.0), bias_std: float = 0.3,
+                     bias_grid: int = 4, noise_std: Sequence[float] = (0.0, 0.02),
+                     robust_percentile: float = 99.0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+  """A random-contrast magnitude image with exact labels (module docstring).
+
+  Args:
+    labels: integer ``[*spatial]`` (2-D or 3-D) with values in ``{0, 1, 2, 3}``
+      (background, CSF, GM, WM); or None when `probabilities` is given.
+    rng: NumPy generator; the same state and arguments give the same bytes.
+    probabilities: instead of `labels`, float ``[K, *spatial]`` tissue
+      probabilities, ``K = 4`` (background, CSF, GM, WM) or ``K = 3`` (CSF,
+      GM, WM; background = ``1 - sum``, clipped at 0). Warped linearly;
+      intensities mix by probability (partial volume), labels are the argmax.
+    contrast: ``"t1"``, ``"t2"``, ``"pd"`` (means `contrast_means` times
+      ``1 + U(-mean_jitter, mean_jitter)`` per tissue) or ``"random"``
+      (tissue means uniform in ``[0, 1]``); background mean 0.
+    deformation: None (no deformation) or keyword arguments of
+      `random_deformation` (e.g. `DEFAULT_DEFORMATION`).
+    mean_jitter: relative jitter of named-contrast means, in ``[0, 1)``; the
+      ordering is kept when it is smaller than the relative gaps.
+    texture_std: ``(lo, hi)``: per-tissue texture std uniform in it
+      (intensity units, the brightest named tissue is 1).
+    blur_sigma_vox: ``(lo, hi)``: Gaussian blur sigma per axis (voxels).
+    bias_std: the std of ``log`` bias is drawn uniform in ``[0, bias_std]``.
+    bias_grid: control points per axis of the bias field, >= 2.
+    noise_std: ``(lo, hi)``: Rician noise sigma uniform in it.
+    robust_percentile: percentile of the foreground intensities mapped to 1.
+
+  Returns:
+    ``(image, labels)``: float32 ``[*spatial]`` in ``[0, 1]``, and int32
+    ``[*spatial]`` labels in the image's geometry (the warped input labels;
+    every value is an input label or 0).
+
+  Examples:
+    >>> lab = np.zeros((16, 16), np.int32); lab[4:12, 4:12] = 1; lab[6:10, 6:10] = 3
+    >>> img, out = synthesize_image(lab, np.random.default_rng(0), contrast="t1")
+    >>> img.dtype, out.dtype, bool(np.array_equal(out, lab))
+    (dtype('float32'), dtype('int32'), True)
+  """
+  image, labels, _ = _synthesize_image(labels, rng, probabilities=probabilities,
+                                       contrast=contrast, deformation=deformation,
+                                       mean_jitter=mean_jitter, texture_std=texture_std,
+                                       blur_sigma_vox=blur_sigma_vox, bias_std=bias_std,
+                                       bias_grid=bias_grid, noise_std=noise_std,
+                                       robust_percentile=robust_percentile)
+  return image, labels
+
+
+def _synthesize_image(labels, rng, *, probabilities, contrast, deformation, mean_jitter,
+                      texture_std, blur_sigma_vox, bias_std, bias_grid, noise_std,
+                      robust_percentile):
+  """`synthesize_image`, also returning a JSON-able record of the drawn values."""
+  if contrast not in CONTRASTS:
+    raise ValueError(f"contrast must be one of {list(CONTRASTS)}; got {contrast!r}")
+  texture_std = _check_range(texture_std, "texture_std")
+  blur_sigma_vox = _check_range(blur_sigma_vox, "blur_sigma_vox")
+  noise_std = _check_range(noise_std, "noise_std")
+  if not 0 <= mean_jitter < 1:
+    raise ValueError(f"mean_jitter must be in [0, 1); got {mean_jitter!r}")
+  if not np.isfinite(bias_std) or bias_std < 0:
+    raise ValueError(f"bias_std must be a finite number >= 0; got {bias_std!r}")
+  if not 0 < robust_percentile <= 100:
+    raise ValueError(f"robust_percentile must be in (0, 100]; got {robust_percentile!r}")
+  probs = _check_tissue_input(labels, probabilities)
+  shape = probs.shape[1:] if probs is not None else np.shape(labels)
+  _check_spatial_shape(shape)
+  record: dict[str, Any] = {"contrast": contrast}
+
+  # 1. Geometry: labels by nearest neighbour, probabilities linearly.
+  if deformation is not None:
+    params = draw_deformation(shape, rng, **dict(deformation))
+    coords = deformation_coords(shape, **params)
+    record["deformation"] = {k: v for k, v in params.items() if k != "displacement"}
+    if probs is None:
+      labels = warp_labels(labels, coords)
+    else:
+      probs = np.stack([warp_image(p, coords, 1, cval=float(k == 0))
+                        for k, p in enumerate(probs)]).astype(np.float64)
+  else:
+    record["deformation"] = None
+  if probs is not None:
+    labels = np.argmax(probs, axis=0)
+  labels = np.asarray(labels).astype(np.int32)
+
+  # 2. Per-tissue means and texture.
+  if contrast == "random":
+    means = np.concatenate([[0.0], rng.uniform(0.0, 1.0, NUM_LABELS - 1)])
+  else:
+    jitter = rng.uniform(-mean_jitter, mean_jitter, NUM_LABELS)
+    means = contrast_means(contrast) * (1.0 + jitter)
+  stds = rng.uniform(*texture_std, NUM_LABELS)
+  stds[0] = 0.0  # air: the acquisition noise comes later
+  if probs is None:
+    image = means[labels] + stds[labels] * rng.standard_normal(labels.shape)
+  else:
+    tissue = means[:, None] + stds[:, None] * rng.standard_normal(
+        (NUM_LABELS, labels.size))
+    image = np.sum(probs.reshape(NUM_LABELS, -1) * tissue, axis=0).reshape(labels.shape)
+  image = np.clip(image, 0.0, None)
+
+  # 3. Partial-volume blur.
+  sigma = rng.uniform(*blur_sigma_vox, labels.ndim)
+  if np.any(sigma > 0):
+    image = ndimage.gaussian_filter(image, sigma, mode="constant")
+
+  # 4. Bias field.
+  log_bias_std = rng.uniform(0.0, bias_std)
+  image = image * np.exp(smooth_random_field(labels.shape, rng, grid=bias_grid,
+                                             std=log_bias_std))
+
+  # 5. Rician noise.
+  sigma_n = rng.uniform(*noise_std)
+  noise = rng.standard_normal((2,) + labels.shape) * sigma_n
+  image = np.sqrt((image + noise[0]) ** 2 + noise[1] ** 2)
+
+  # 6. Robust normalization to [0, 1].
+  foreground = image[labels > 0] if np.any(labels > 0) else image.ravel()
+  peak = float(np.percentile(foreground, robust_percentile))
+  if peak > 0:
+    image = np.clip(image / peak, 0.0, 1.0)
+  record.update({"tissue_means": means, "texture_std": stds, "blur_sigma_vox": sigma,
+                 "log_bias_std": log_bias_std, "noise_std": sigma_n,
+                 "robust_max": peak})
+  return image.astype(np.float32), labels, prov.to_jsonable(record)
+
+
+# ----------------------------------------------------------------------------
+# Acquisition.
+
+
+def smooth_phase(shape: Sequence[int], rng: np.random.Generator, *,
+                 phase_rms: float = np.pi / 4, support: np.ndarray | None = None
+                 ) -> np.ndarray:
+  """A smooth random phase map: global phase plus a degree-2 polynomial.
+
+  ``phi = phi_0 + p(x, y)``, ``phi_0`` uniform in ``[0, 2 pi)``, ``p`` a
+  polynomial in the normalized coordinates of `fdl.mri.phantoms.image_grid`
+  with monomials ``x, y, x^2, x y, y^2`` and Gaussian coefficients, made of
+  mean 0 and root-mean-square `phase_rms` over `support` (the object), as
+  B0 inhomogeneity and receiver phase give. Fixing the RMS over the object
+  (not the peak over the field of view) keeps every sample's phase away from
+  zero where the signal is, so the data-crime audit's asymmetry ratio stays
+  well above its threshold (at ``pi / 4``, >= 0.1 on 100 synthesized
+  slices, against 0.03). ``phase_rms = 0`` leaves only the global phase (the
+  image is then real up to a constant phase).
+
+  Args:
+    shape: ``(H, W)``.
+    rng: NumPy generator (draws 6 numbers).
+    phase_rms: radians, >= 0.
+    support: optional boolean ``[H, W]`` where the RMS is measured (None or
+      empty: the whole field of view).
+
+  Returns:
+    float64 ``[H, W]`` radians.
+  """
+  if not np.isfinite(phase_rms) or phase_rms < 0:
+    raise ValueError(f"phase_rms must be a finite number >= 0 (radians); got {phase_rms!r}")
+  x, y = image_grid(shape)
+  global_phase = rng.uniform(0.0, 2.0 * np.pi)
+  coefs = rng.standard_normal(5)
+  poly = np.tensordot(coefs, np.stack([x, y, x * x, x * y, y * y]), axes=1)
+  if support is None:
+    support = np.ones(poly.shape, bool)
+  support = np.asarray(support, bool)
+  if support.shape != poly.shape:
+    raise ValueError(f"support must have the shape {poly.shape}; got {support.shape}")
+  if not support.any():
+    support = np.ones(poly.shape, bool)
+  poly = poly - poly[support].mean()
+  rms = np.sqrt(np.mean(poly[support] ** 2))
+  poly = poly * (phase_rms / rms) if rms > 0 else poly
+  return global_phase + poly
+
+
+def synthesize_kspace(image: np.ndarray, rng: np.random.Generator, *, num_coils: int = 8,
+                      snr_db: float = 30.0, phase_rms: float = np.pi / 4
+                      ) -> dict[str, np.ndarray]:
+  """Multi-coil k-space of a magnitude image, in `fdl.mri.simulate`'s conventions.
+
+  ``x = image * exp(i phi)`` with ``phi`` = `smooth_phase` (one per slice, its
+  RMS measured where ``image > PHASE_SUPPORT * max(image)``),
+  ``y_c = F(S_c x) + n_c`` with the loop-coil maps of
+  `fdl.mri.coil_models.loop_coil_maps` and complex Gaussian noise of
+  per-coil SNR `snr_db` over all given slices (module docstring).
+
+  Args:
+    image: real, non-negative magnitude ``[H, W]`` or ``[S, H, W]``.
+    rng: NumPy generator (phase first, slice by slice, then the noise).
+    num_coils: number of receive coils, >= 1.
+    snr_db: per-coil SNR in dB; ``inf`` gives no noise.
+    phase_rms: see `smooth_phase`.
+
+  Returns:
+    A dict of NumPy arrays (``[S]`` dropped for 2-D input), as `simulate`:
+      ``kspace``: complex64 ``[S, C, H, W]``, noisy, fully sampled, centered;
+      ``image``: complex64 ``[S, H, W]``, the noiseless complex image ``x``;
+      ``maps``: complex64 ``[S, C, H, W]``, ``sum_c |S_c|^2 = 1``;
+      ``target``: float32 ``[S, H, W]``, RSS of the noiseless coil images
+        (equals `image`'s magnitude);
+      ``noise``: complex64 ``[S, C, H, W]`` (``kspace - noise`` is noiseless);
+      ``noise_std``: float32 ``[C]``, sigma_c per complex sample;
+      ``phase``: float32 ``[S, H, W]`` radians.
+  """
+  image = np.asarray(image)
+  if np.iscomplexobj(image) or image.ndim not in (2, 3) or min(image.shape[-2:]) < 2:
+    raise ValueError(f"image must be a real magnitude [H, W] or [S, H, W] with H, W >= 2; "
+                     f"got {image.dtype} {image.shape}")
+  if not np.all(np.isfinite(image)) or image.min() < 0:
+    raise ValueError("image must be finite and non-negative (a magnitude)")
+  if isinstance(num_coils, bool) or int(num_coils) != num_coils or num_coils < 1:
+    raise ValueError(f"num_coils must be an integer >= 1; got {num_coils!r}")
+  if np.isnan(snr_db):
+    raise ValueError("snr_db must be a number (inf for no noise); got nan")
+  single = image.ndim == 2
+  stack = image[None] if single else image
+  height, width = stack.shape[-2:]
+  phase = np.stack([smooth_phase((height, width), rng, phase_rms=phase_rms,
+                                 support=m > PHASE_SUPPORT * m.max()) for m in stack])
+  x = (stack * np.exp(1j * phase)).astype(np.complex64)
+  coil_maps = loop_coil_maps((height, width), int(num_coils))
+  maps = np.ascontiguousarray(np.broadcast_to(coil_maps, (len(stack), *coil_maps.shape)))
+  clean = _coil_kspace(x, maps)
+
+  # The noise of fdl.mri.simulate.simulate: per-coil power ratio over the slices,
+  # CN(0, sigma^2) with real and imaginary parts of variance sigma^2 / 2.
+  signal_power = np.mean(np.abs(clean.astype(np.complex128)) ** 2, axis=(0, 2, 3))
+  noise_std = np.sqrt(signal_power / 10.0 ** (snr_db / 10.0))
+  noise = (rng.standard_normal(clean.shape, np.float32)
+           + 1j * rng.standard_normal(clean.shape, np.float32)).astype(np.complex64)
+  noise *= (noise_std / np.sqrt(2.0)).astype(np.float32)[None, :, None, None]
+
+  coil_images = maps.astype(np.complex128) * x[:, None]
+  target = np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1)).astype(np.float32)
+  out = {"kspace": clean + noise, "image": x, "maps": maps, "target": target,
+         "noise": noise, "noise_std": noise_std.astype(np.float32),
+         "phase": phase.astype(np.float32)}
+  if single:
+    out = {k: (v if k == "noise_std" else v[0]) for k, v in out.items()}
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Slices of a template volume.
+
+
+def slice_positions(labels_volume: np.ndarray, num_slices: int, *, axis: int = 2,
+                    slab_fraction: float = 0.5) -> np.ndarray:
+  """Indices along `axis` of the slices `synthesize_slices` takes.
+
+  Rule: the brain extent ``[first, last]`` is the range of indices along
+  `axis` whose plane holds any label > 0; the central slab is its middle
+  `slab_fraction`, ``[lo, hi]`` with ``lo = first + (1 - f) / 2 (last - first)``
+  and ``hi = last - (1 - f) / 2 (last - first)``; slice ``s`` of
+  ``num_slices`` is at ``round(lo + (hi - lo) (s + 1/2) / num_slices)``
+  (evenly spaced, the centre for one slice). Positions may repeat when the
+  slab holds fewer planes than `num_slices`.
+
+  Returns:
+    int64 ``[num_slices]``, non-decreasing.
+  """
+  labels_volume = np.asarray(labels_volume)
+  if labels_volume.ndim != 3:
+    raise ValueError(f"labels_volume must be [X, Y, Z]; got shape {labels_volume.shape}")
+  if not -3 <= axis < 3:
+    raise ValueError(f"axis must be 0, 1 or 2; got {axis!r}")
+  if isinstance(num_slices, bool) or int(num_slices) != num_slices or num_slices < 1:
+    raise ValueError(f"num_slices must be an integer >= 1; got {num_slices!r}")
+  if not 0 <= slab_fraction <= 1:
+    raise ValueError(f"slab_fraction must be in [0, 1]; got {slab_fraction!r}")
+  other = tuple(a for a in range(3) if a != axis % 3)
+  occupied = np.flatnonzero(np.any(labels_volume > 0, axis=other))
+  if occupied.size == 0:
+    raise ValueError("labels_volume holds no tissue (no label > 0): no slice to take")
+  first, last = float(occupied[0]), float(occupied[-1])
+  margin = 0.5 * (1.0 - slab_fraction) * (last - first)
+  lo, hi = first + margin, last - margin
+  s = (np.arange(int(num_slices)) + 0.5) / int(num_slices)
+  return np.floor(lo + (hi - lo) * s + 0.5).astype(np.int64)
+
+
+def plane_to_grid(plane: np.ndarray, spacing_mm: Sequence[float], shape: Sequence[int],
+                  pixel_size_mm: float | None = None) -> tuple[np.ndarray, float]:
+  """Nearest-neighbour resampling of a label plane to a square-pixel grid.
+
+  Output pixel ``(i, j)`` of ``shape = (H, W)`` has its centre at
+  ``((i - (H - 1) / 2) p, (j - (W - 1) / 2) p)`` mm from the plane centre and
+  reads the plane voxel nearest to that point (voxel ``a`` of axis ``d``
+  centred at ``(a - (n_d - 1) / 2) spacing_d``). By default the pixel size is
+  ``p = max(n_0 spacing_0 / H, n_1 spacing_1 / W)``, the smallest that fits
+  the whole plane, so anisotropic voxels keep their true mm proportions.
+
+  Args:
+    plane: integer ``[n_0, n_1]`` labels.
+    spacing_mm: voxel size of the plane's two axes, mm (> 0).
+    shape: output ``(H, W)``.
+    pixel_size_mm: optional output pixel size, mm.
+
+  Returns:
+    ``(labels [H, W] of the plane's dtype, pixel size in mm)``.
+  """
+  plane = np.asarray(plane)
+  spacing = np.asarray(spacing_mm, np.float64)
+  height, width = _check_spatial_shape(shape)
+  if spacing.shape != (2,) or not np.all(spacing > 0):
+    raise ValueError(f"spacing_mm must be two sizes > 0 (mm); got {spacing_mm!r}")
+  extent = np.asarray(plane.shape) * spacing
+  if pixel_size_mm is None:
+    pixel_size_mm = float(max(extent[0] / height, extent[1] / width))
+  if not pixel_size_mm > 0:
+    raise ValueError(f"pixel_size_mm must be > 0; got {pixel_size_mm!r}")
+  out_centre = (np.array([height, width], np.float64) - 1.0) / 2.0
+  in_centre = (np.asarray(plane.shape, np.float64) - 1.0) / 2.0
+  grid = identity_coords((height, width))
+  coords = ((grid - out_centre[:, None, None]) * (pixel_size_mm / spacing)[:, None, None]
+            + in_centre[:, None, None])
+  return warp_labels(plane, coords), float(pixel_size_mm)
+
+
+def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *,
+                      template: str, seed: int, num_slices: int = 8, axis: int = 2,
+                      shape: Sequence[int] = (128, 128),
+                      contrast: str | Sequence[str] = "random", num_coils: int = 8,
+                      snr_db: float = 30.0, phase_rms: float = np.pi / 4,
+                      slab_fraction: float = 0.5, pixel_size_mm: float | None = None,
+                      deformation: Mapping[str, Any] | None = DEFAULT_DEFORMATION,
+                      **image_kwargs: Any) -> dict[str, Any]:
+  """Synthesized multi-coil training slices from a template label volume.
+
+  Sample ``s`` (of ``num_slices``), with ``rng = np.random.default_rng([seed, s])``:
+
+  1. the plane at index ``slice_positions(...)[s]`` along `axis` (the other
+     two axes, in increasing order, become rows and columns), resampled to
+     `shape` by `plane_to_grid` (nearest neighbour, mm-true square pixels);
+  2. a contrast: `contrast` if it is a name, else one of the given names
+     drawn uniformly;
+  3. `synthesize_image` (deformation, contrast, blur, bias, noise, [0, 1]);
+  4. `synthesize_kspace` (smooth phase, loop coils, noise at `snr_db` per
+     coil over that slice).
+
+  Args:
+    labels_volume: integer ``[X, Y, Z]`` labels in ``{0, 1, 2, 3}``
+      (background, CSF, GM, WM), e.g. from `fdl.data.anatomy`.
+    voxel_sizes: the three voxel sizes in mm.
+    template: the template's name, recorded in the provenance.
+    seed: integer >= 0.
+    num_slices: number of samples, >= 1.
+    axis: the slicing axis of `labels_volume` (0, 1 or 2).
+    shape: output ``(H, W)``.
+    contrast: a name in `CONTRASTS` or a sequence of them.
+    num_coils, snr_db, phase_rms: see `synthesize_kspace`.
+    slab_fraction: see `slice_positions`.
+    pixel_size_mm: see `plane_to_grid` (None: fit the plane).
+    deformation: keyword arguments of `random_deformation`, or None.
+    **image_kwargs: further arguments of `synthesize_image` (``mean_jitter``,
+      ``texture_std``, ``blur_sigma_vox``, ``bias_std``, ``bias_grid``,
+      ``noise_std``, ``robust_percentile``).
+
+  Returns:
+    A dict with the keys of `fdl.mri.simulate.simulate` plus labels:
+      ``kspace`` complex64 ``[S, C, H, W]``; ``image`` complex64 ``[S, H, W]``;
+      ``maps`` complex64 ``[S, C, H, W]``; ``target`` float32 ``[S, H, W]``
+      (RSS of the noiseless coil images = the synthesized magnitude, in
+      ``[0, 1]``); ``noise`` complex64 ``[S, C, H, W]``; ``noise_std``
+      float32 ``[S, C]``; ``labels`` int32 ``[S, H, W]`` (exactly the
+      target's geometry); ``slice_index`` int64 ``[S]``; and ``provenance``,
+      a JSON-able dict: ``synthesized`` (True), ``template``,
+      ``template_sha256`` (of `labels_volume`), ``generator``, ``reference``,
+      ``contrast``, ``seed``, the geometry and acquisition arguments,
+      ``target``, ``kspace_origin`` and ``samples`` (per slice: index,
+      contrast and the drawn values).
+  """
+  labels_volume = np.asarray(labels_volume)
+  _check_labels(labels_volume, "labels_volume")
+  if labels_volume.ndim != 3:
+    raise ValueError(f"labels_volume must be [X, Y, Z]; got shape {labels_volume.shape}")
+  voxel_sizes = np.asarray(voxel_sizes, np.float64)
+  if voxel_sizes.shape != (3,) or not np.all(voxel_sizes > 0):
+    raise ValueError(f"voxel_sizes must be three sizes > 0 (mm); got {voxel_sizes!r}")
+  if not isinstance(template, str) or not template:
+    raise ValueError(f"template must be a non-empty name; got {template!r}")
+  if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+  choices = [contrast] if isinstance(contrast, str) else list(contrast)
+  if not choices or any(c not in CONTRASTS for c in choices):
+    raise ValueError(f"contrast must be one of {list(CONTRASTS)} or a sequence of them; "
+                     f"got {contrast!r}")
+  unknown = set(image_kwargs) - {"mean_jitter", "texture_std", "blur_sigma_vox",
+                                 "bias_std", "bias_grid", "noise_std",
+                                 "robust_percentile"}
+  if unknown:
+    raise ValueError(f"unknown synthesize_image arguments: {sorted(unknown)}")
+  axis = int(axis) % 3
+  positions = slice_positions(labels_volume, num_slices, axis=axis,
+                              slab_fraction=slab_fraction)
+  in_plane = [a for a in range(3) if a != axis]
+  keys = ("kspace", "image", "maps", "target", "noise", "noise_std")
+  out: dict[str, list] = {k: [] for k in keys + ("labels",)}
+  samples = []
+  pixel = pixel_size_mm
+  for s, index in enumerate(positions):
+    rng = np.random.default_rng([int(seed), s])
+    plane = np.take(labels_volume, int(index), axis=axis)
+    grid_labels, pixel = plane_to_grid(plane, voxel_sizes[in_plane], shape, pixel_size_mm)
+    name = choices[int(rng.integers(len(choices)))] if len(choices) > 1 else choices[0]
+    magnitude, labels, record = _synthesize_image(
+        grid_labels, rng, probabilities=None, contrast=name,
+        deformation=deformation, **{**_IMAGE_DEFAULTS, **image_kwargs})
+    acq = synthesize_kspace(magnitude, rng, num_coils=num_coils, snr_db=snr_db,
+                            phase_rms=phase_rms)
+    for k in keys:
+      out[k].append(acq[k])
+    out["labels"].append(labels)
+    samples.append({"sample": s, "slice_index": int(index), "rng": [int(seed), s],
+                    **record})
+  result: dict[str, Any] = {k: np.stack(v) for k, v in out.items()}
+  result["slice_index"] = positions
+  result["provenance"] = prov.to_jsonable({
+      "synthesized": True, "template": template,
+      "template_sha256": prov.sha256_arrays(labels_volume),
+      "template_shape": list(labels_volume.shape), "voxel_sizes_mm": voxel_sizes,
+      "generator": GENERATOR, "reference": REFERENCE,
+      "contrast": contrast if isinstance(contrast, str) else choices, "seed": int(seed),
+      "rng": "numpy.random.default_rng([seed, sample])", "num_slices": int(num_slices),
+      "axis": axis, "slab_fraction": float(slab_fraction), "shape": list(shape),
+      "pixel_size_mm": pixel, "deformation": None if deformation is None else
+      dict(deformation), "image": {**_IMAGE_DEFAULTS, **image_kwargs},
+      "num_coils": int(num_coils), "snr_db": float(snr_db), "phase_rms": float(phase_rms),
+      "target": "RSS of the noiseless coil images (= the synthesized magnitude)",
+      "kspace_origin": {"kind": "synthesized from a template", "from_processed_images":
+                        False, "how": "label template -> random-contrast magnitude "
+                        "with smooth random phase -> loop-coil maps, FFT, complex "
+                        "Gaussian noise (fdl.data.synthesis)"},
+      "samples": samples})
+  return result
+
+
+_IMAGE_DEFAULTS = {"mean_jitter": 0.1, "texture_std": (0.0, 0.05),
+                   "blur_sigma_vox": (0.0, 1.0), "bias_std": 0.3, "bias_grid": 4,
+                   "noise_std": (0.0, 0.02), "robust_percentile": 99.0}
+
+
+# ----------------------------------------------------------------------------
+# Checks.
+
+
+def _check_spatial_shape(shape) -> tuple[int, ...]:
+  shape = tuple(int(n) for n in shape)
+  if len(shape) not in (2, 3) or min(shape) < 1:
+    raise ValueError(f"shape must be 2-D or 3-D with sizes >= 1; got {shape}")
+  return shape
+
+
+def _check_coords(coords, ndim: int, name: str) -> np.ndarray:
+  coords = np.asarray(coords, np.float64)
+  if coords.ndim != ndim + 1 or coords.shape[0] != ndim:
+    raise ValueError(f"coords must be [ndim={ndim}, *out_spatial] for {ndim}-D {name}; "
+                     f"got shape {coords.shape}")
+  if not np.all(np.isfinite(coords)):
+    raise ValueError("coords contain NaN or Inf values")
+  return coords
+
+
+def _check_range(value, name: str) -> tuple[float, float]:
+  lo, hi = (float(v) for v in value)
+  if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo <= hi):
+    raise ValueError(f"{name} must be (lo, hi) with 0 <= lo <= hi; got {value!r}")
+  return lo, hi
+
+
+def _check_labels(labels, name: str) -> None:
+  labels = np.asarray(labels)
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"{name} must be an integer label array; got {labels.dtype}")
+  if labels.size and (labels.min() < 0 or labels.max() >= NUM_LABELS):
+    raise ValueError(f"{name} must hold labels in 0..{NUM_LABELS - 1} ({', '.join(TISSUES)}); "
+                     f"got values in [{labels.min()}, {labels.max()}]")
+
+
+def _check_tissue_input(labels, probabilities) -> np.ndarray | None:
+  """Validates exactly one of labels / probabilities; returns float64 ``[4, ...]`` or None."""
+  if (labels is None) == (probabilities is None):
+    raise ValueError("pass exactly one of labels and probabilities")
+  if probabilities is None:
+    _check_labels(labels, "labels")
+    return None
+  probs = np.asarray(probabilities, np.float64)
+  if probs.ndim not in (3, 4) or probs.shape[0] not in (3, 4):
+    raise ValueError(f"probabilities must be [K, *spatial] with K = 3 (CSF, GM, WM) or 4 "
+                     f"(background, CSF, GM, WM); got shape {probs.shape}")
+  if not np.all(np.isfinite(probs)) or probs.min() < 0:
+    raise ValueError("probabilities must be finite and >= 0")
+  if probs.shape[0] == 3:
+    probs = np.concatenate([np.clip(1.0 - probs.sum(0, keepdims=True), 0.0, None), probs])
+  return probs
