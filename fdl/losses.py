@@ -27,22 +27,28 @@ import numpy as np
 __all__ = [
     "LOSSES",
     "RECONSTRUCTION_LOSSES",
+    "SEGMENTATION_LOSSES",
     "StepLoss",
     "WEIGHT_KEY",
     "classification_loss",
     "reconstruction_loss",
     "regression_loss",
+    "segmentation_loss",
     "weighted_mean",
     "accuracy",
     "all_weights",
     "cross_entropy",
     "get_loss",
+    "hard_dice",
     "kernels_only",
     "l1_penalty",
     "l2_penalty",
     "mae",
     "mse",
+    "pixel_accuracy",
+    "segmentation_cross_entropy",
     "soft_cross_entropy",
+    "soft_dice_loss",
     "ssim",
     "ssim_loss",
 ]
@@ -480,6 +486,201 @@ def ssim_loss(
 
 
 # ---------------------------------------------------------------------------
+# Segmentation (per-pixel classification of images or volumes).
+
+
+def _check_seg_inputs(logits: ArrayLike, labels: ArrayLike, *,
+                      min_classes: int = 1) -> tuple[Array, Array]:
+  """Checks logits ``[batch, *spatial, classes]`` against labels ``[batch, *spatial]``."""
+  logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+  if logits.ndim < 3 or not jnp.issubdtype(logits.dtype, jnp.floating):
+    raise ValueError(
+        "logits must be real floating [batch, H, W, classes] (or [batch, *spatial, "
+        f"classes]); got {_describe(logits)}"
+    )
+  if logits.shape[-1] < min_classes:
+    raise ValueError(
+        f"logits must have at least {min_classes} classes on the last axis; "
+        f"got {_describe(logits)}"
+    )
+  if not jnp.issubdtype(labels.dtype, jnp.integer) or labels.shape != logits.shape[:-1]:
+    raise ValueError(
+        "labels must be integer [batch, *spatial] matching logits "
+        f"{_shape_str(logits.shape)} without its class axis; got {_describe(labels)}"
+    )
+  return logits, labels
+
+
+def _labels_in_range(labels: Array, num_classes: int) -> Array:
+  """``[batch]`` bool: every label of the example is in ``[0, num_classes)``."""
+  ok = (labels >= 0) & (labels < num_classes)
+  return jnp.all(ok.reshape(labels.shape[0], -1), axis=-1)
+
+
+def soft_dice_loss(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    include_background: bool = False,
+    eps: float = 1e-6,
+) -> Array:
+  r"""Soft Dice loss per example, averaged over classes.
+
+  With :math:`p = \mathrm{softmax}(z)` over the class axis and :math:`y` the one-hot
+  labels, for each example and class :math:`c` (sums over all pixels or voxels
+  :math:`i` of the example)
+
+  .. math::
+      D_c = \frac{2\sum_i p_{ic} y_{ic} + \epsilon}{\sum_i p_{ic} + \sum_i y_{ic} + \epsilon},
+      \qquad \ell = 1 - \frac{1}{|S|}\sum_{c \in S} D_c ,
+
+  where :math:`S` is every class, or classes ``1..C-1`` when ``include_background`` is
+  False (class 0 is background). Each example is its own Dice (no pooling over the
+  batch). Every class in :math:`S` counts, present in the labels or not: a class absent
+  from an example's labels has :math:`D_c = \epsilon / (\sum_i p_{ic} + \epsilon)`, about
+  1 (no loss) only when its predicted mass is far below :math:`\epsilon`, and about 0
+  (loss 1, with a vanishing gradient) otherwise. Add the cross-entropy
+  (``segmentation_loss("dice_ce")``) to penalise false positives on such examples.
+
+  Args:
+    logits: unnormalised scores, real floating ``[batch, H, W, classes]`` (any spatial
+      rank: ``[batch, *spatial, classes]``); computed in at least float32.
+    labels: integer class indices ``[batch, H, W]`` (``[batch, *spatial]``) in
+      ``[0, classes)``. Values outside that range are traced and cannot be checked
+      statically; they give a NaN loss for their example.
+    include_background: whether class 0 is in :math:`S`.
+    eps: the smoothing :math:`\epsilon > 0` of numerator and denominator.
+
+  Returns:
+    Per-example loss ``[batch]``, float32 (float64 for float64 logits), in ``[0, 1]``.
+
+  Raises:
+    ValueError: logits are not real floating of rank >= 3, labels do not match them,
+      ``include_background`` is False with a single class, or ``eps`` is not positive.
+
+  Examples:
+    A confident, correct prediction has a loss near 0, a wrong one near 1:
+
+    >>> import jax, jax.numpy as jnp
+    >>> labels = jnp.array([[[0, 1], [1, 1]]])  # [1, 2, 2]
+    >>> logits = 50.0 * jax.nn.one_hot(labels, 2)
+    >>> round(float(soft_dice_loss(logits, labels)[0]), 4)
+    0.0
+    >>> round(float(soft_dice_loss(logits, 1 - labels)[0]), 4)
+    1.0
+  """
+  logits, labels = _check_seg_inputs(logits, labels,
+                                     min_classes=1 if include_background else 2)
+  if not isinstance(eps, (int, float, np.floating)) or not eps > 0:
+    raise ValueError(f"eps must be a positive float; got {eps!r}")
+  num_classes = logits.shape[-1]
+  dtype = _compute_dtype(logits.dtype)
+  probs = jax.nn.softmax(logits.astype(dtype), axis=-1)
+  onehot = jax.nn.one_hot(labels, num_classes, dtype=dtype)
+  spatial = tuple(range(1, logits.ndim - 1))
+  intersection = jnp.sum(probs * onehot, axis=spatial)  # [batch, classes]
+  total = jnp.sum(probs, axis=spatial) + jnp.sum(onehot, axis=spatial)
+  dice = (2.0 * intersection + eps) / (total + eps)
+  if not include_background:
+    dice = dice[:, 1:]
+  loss = 1.0 - jnp.mean(dice, axis=-1)
+  return jnp.where(_labels_in_range(labels, num_classes), loss, jnp.nan)
+
+
+def segmentation_cross_entropy(logits: ArrayLike, labels: ArrayLike) -> Array:
+  r"""Softmax cross-entropy averaged over the pixels (voxels) of each example.
+
+  .. math:: \ell = -\frac{1}{N}\sum_{i=1}^{N} \log \mathrm{softmax}(z_i)_{y_i}
+
+  Args:
+    logits: real floating ``[batch, H, W, classes]`` (``[batch, *spatial, classes]``).
+    labels: integer ``[batch, H, W]`` (``[batch, *spatial]``) in ``[0, classes)``;
+      out-of-range values give a NaN loss for their example.
+
+  Returns:
+    Per-example loss ``[batch]``, float32 (float64 for float64 logits).
+
+  Raises:
+    ValueError: logits are not real floating of rank >= 3, or labels do not match.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> loss = segmentation_cross_entropy(jnp.zeros((2, 3, 5, 4)), jnp.zeros((2, 3, 5), int))
+    >>> bool(jnp.allclose(loss, jnp.log(4.0)))
+    True
+  """
+  logits, labels = _check_seg_inputs(logits, labels)
+  num_classes = logits.shape[-1]
+  logp = jax.nn.log_softmax(logits.astype(_compute_dtype(logits.dtype)), axis=-1)
+  label_logp = jnp.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+  loss = -jnp.mean(label_logp.reshape(labels.shape[0], -1), axis=-1)
+  return jnp.where(_labels_in_range(labels, num_classes), loss, jnp.nan)
+
+
+def hard_dice(logits: ArrayLike, labels: ArrayLike, *,
+              include_background: bool = False) -> Array:
+  r"""Dice of the argmax prediction per example, averaged over the classes scored.
+
+  For each class :math:`c` with predicted set :math:`P_c = \{i: \arg\max z_i = c\}` and
+  labelled set :math:`T_c`, :math:`D_c = 2|P_c \cap T_c| / (|P_c| + |T_c|)`. A class
+  absent from both the prediction and the labels of an example has no Dice and is left
+  out of that example's mean (the convention of `fdl.evaluate.segmentation.dice`); an
+  example with none of the scored classes in either gets 1.0 (both agree there is
+  nothing), so the value is always finite.
+
+  Args:
+    logits: real floating ``[batch, *spatial, classes]``.
+    labels: integer ``[batch, *spatial]``.
+    include_background: whether class 0 is scored.
+
+  Returns:
+    ``[batch]`` float32 in ``[0, 1]``. Not differentiable (argmax); for monitoring.
+
+  Examples:
+    >>> import jax, jax.numpy as jnp
+    >>> labels = jnp.array([[[0, 1, 1, 1]]])
+    >>> pred = jax.nn.one_hot(jnp.array([[[0, 0, 1, 1]]]), 2)
+    >>> round(float(hard_dice(pred, labels)[0]), 4)  # 2 * 2 / (2 + 3)
+    0.8
+  """
+  logits, labels = _check_seg_inputs(logits, labels,
+                                     min_classes=1 if include_background else 2)
+  num_classes = logits.shape[-1]
+  pred = jax.nn.one_hot(jnp.argmax(logits, axis=-1), num_classes, dtype=jnp.float32)
+  target = jax.nn.one_hot(labels, num_classes, dtype=jnp.float32)
+  spatial = tuple(range(1, logits.ndim - 1))
+  intersection = jnp.sum(pred * target, axis=spatial)
+  total = jnp.sum(pred, axis=spatial) + jnp.sum(target, axis=spatial)
+  if not include_background:
+    intersection, total = intersection[:, 1:], total[:, 1:]
+  present = total > 0
+  dice = jnp.where(present, 2.0 * intersection / jnp.where(present, total, 1.0), 0.0)
+  count = jnp.sum(present, axis=-1)
+  return jnp.where(count > 0, jnp.sum(dice, axis=-1) / jnp.maximum(count, 1), 1.0)
+
+
+def pixel_accuracy(logits: ArrayLike, labels: ArrayLike) -> Array:
+  """Fraction of pixels (voxels) whose argmax class equals the label, per example.
+
+  Args:
+    logits: real floating ``[batch, *spatial, classes]``.
+    labels: integer ``[batch, *spatial]``.
+
+  Returns:
+    ``[batch]`` float32 in ``[0, 1]``; ties go to the lowest class index.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> logits = jnp.array([[[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]]])  # [1, 1, 3, 2]
+    >>> round(float(pixel_accuracy(logits, jnp.array([[[0, 1, 1]]]))[0]), 4)
+    0.6667
+  """
+  logits, labels = _check_seg_inputs(logits, labels)
+  correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+  return jnp.mean(correct.reshape(labels.shape[0], -1), axis=-1)
+
+
+# ---------------------------------------------------------------------------
 # Weight penalties.
 
 
@@ -739,6 +940,74 @@ def reconstruction_loss(name: str = "l1", *, ssim_weight: float = 0.84,
         "l1": weighted_mean(l1, batch), "ssim": weighted_mean(similarity, batch),
         "psnr": weighted_mean(20.0 * jnp.log10(data_range) - 10.0 * jnp.log10(mse), batch),
         "nmse": weighted_mean(sq_err / jnp.sum(jnp.square(target), axis=(-2, -1)), batch)}
+    return weighted_mean(per_example, batch), metrics
+
+  return StepLoss(loss_fn, target_key=target_key, target_integer=False)
+
+
+SEGMENTATION_LOSSES = ("dice", "ce", "dice_ce")
+
+
+def segmentation_loss(name: str = "dice_ce", *, dice_weight: float = 1.0,
+                      ce_weight: float = 1.0, include_background: bool = False,
+                      eps: float = 1e-6, target_key: str = "label") -> StepLoss:
+  """Loss of per-pixel logits ``[B, H, W, K]`` against integer labels ``batch["label"]``.
+
+  With the per-example `soft_dice_loss` (foreground classes unless
+  ``include_background``) and `segmentation_cross_entropy` (mean over pixels):
+
+  - ``dice``: ``mean(soft_dice_loss)``;
+  - ``ce``: ``mean(segmentation_cross_entropy)``;
+  - ``dice_ce``: ``dice_weight * dice + ce_weight * ce`` (the weights are used by this
+    variant only).
+
+  Means are over the batch, weighted by ``batch["weight"]`` when present
+  (`weighted_mean`). Every variant reports as metrics the batch means of
+
+  - ``dice``: the *hard* Dice of the argmax prediction (`hard_dice`), per example over
+    the foreground classes present in its prediction or labels (the classes of the soft
+    Dice when ``include_background``);
+  - ``pixel_accuracy``: the fraction of pixels whose argmax class is the label;
+  - ``soft_dice_loss`` and ``cross_entropy``: the two terms, unweighted.
+
+  The labels are integer ``[B, H, W]`` (any spatial rank matching the logits). The step's
+  ``target_integer`` check is for ``[batch]`` class labels, so this `StepLoss` leaves it
+  False and checks the labels' dtype and shape itself, at trace time.
+
+  Args:
+    name: one of `SEGMENTATION_LOSSES`.
+    dice_weight: weight of the soft Dice term of ``dice_ce``, >= 0.
+    ce_weight: weight of the cross-entropy term of ``dice_ce``, >= 0.
+    include_background: whether the soft Dice (and the ``dice`` metric) count class 0.
+    eps: the smoothing of `soft_dice_loss`.
+    target_key: batch key of the integer labels.
+
+  Raises:
+    ValueError: unknown ``name``, or a negative weight.
+  """
+  if name not in SEGMENTATION_LOSSES:
+    raise ValueError(
+        f"segmentation loss must be one of {SEGMENTATION_LOSSES}; got {name!r}")
+  for field, value in (("dice_weight", dice_weight), ("ce_weight", ce_weight)):
+    if not isinstance(value, (int, float)) or not value >= 0:
+      raise ValueError(f"{field} must be a float >= 0; got {value!r}")
+  if not isinstance(eps, (int, float)) or not eps > 0:
+    raise ValueError(f"eps must be a positive float; got {eps!r}")
+
+  def loss_fn(logits, batch):
+    labels = batch[target_key]
+    dice_term = soft_dice_loss(logits, labels, include_background=include_background,
+                               eps=eps)
+    ce_term = segmentation_cross_entropy(logits, labels)
+    per_example = {"dice": dice_term, "ce": ce_term,
+                   "dice_ce": dice_weight * dice_term + ce_weight * ce_term}[name]
+    metrics = {
+        "dice": weighted_mean(
+            hard_dice(logits, labels, include_background=include_background), batch),
+        "pixel_accuracy": weighted_mean(pixel_accuracy(logits, labels), batch),
+        "soft_dice_loss": weighted_mean(dice_term, batch),
+        "cross_entropy": weighted_mean(ce_term, batch),
+    }
     return weighted_mean(per_example, batch), metrics
 
   return StepLoss(loss_fn, target_key=target_key, target_integer=False)

@@ -331,3 +331,161 @@ def test_step_losses_carry_their_target_key_and_reduce_by_weight():
   np.testing.assert_allclose(metrics["accuracy"], 0.5)
   assert losses.regression_loss("mae").target_key == "target"
   assert losses.reconstruction_loss("ssim").target_integer is False
+
+
+# ---------------------------------------------------------------------------
+# Segmentation losses: float64 NumPy references, hand cases, gradients.
+
+
+def _np_softmax(z):
+  return np.exp(_np_log_softmax(z))
+
+
+def _np_soft_dice(logits, labels, include_background=False, eps=1e-6):
+  """Per-example soft Dice loss in float64, class by class with explicit loops."""
+  probs = _np_softmax(logits)
+  num_classes = logits.shape[-1]
+  out = []
+  for p, y in zip(probs, labels):
+    dices = []
+    for c in range(0 if include_background else 1, num_classes):
+      pc, yc = p[..., c], (y == c).astype(np.float64)
+      dices.append((2 * (pc * yc).sum() + eps) / (pc.sum() + yc.sum() + eps))
+    out.append(1.0 - np.mean(dices))
+  return np.array(out)
+
+
+def _np_seg_ce(logits, labels):
+  logp = _np_log_softmax(logits)
+  picked = np.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+  return -picked.reshape(len(labels), -1).mean(axis=-1)
+
+
+SEG_LOGITS = RNG.normal(size=(3, 5, 7, 4)).astype(np.float32)
+SEG_LABELS = RNG.integers(0, 4, size=(3, 5, 7))
+SEG_LABELS[2] = np.where(SEG_LABELS[2] == 3, 0, SEG_LABELS[2])  # class 3 absent in example 2
+
+
+@pytest.mark.parametrize("include_background", [False, True])
+def test_soft_dice_loss_matches_float64_reference(include_background):
+  got = losses.soft_dice_loss(SEG_LOGITS, SEG_LABELS, include_background=include_background)
+  assert got.shape == (3,) and got.dtype == jnp.float32
+  expected = _np_soft_dice(SEG_LOGITS, SEG_LABELS, include_background)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_soft_dice_loss_on_volumes_matches_reference():
+  logits = RNG.normal(size=(2, 3, 4, 5, 3)).astype(np.float32)
+  labels = RNG.integers(0, 3, size=(2, 3, 4, 5))
+  np.testing.assert_allclose(losses.soft_dice_loss(logits, labels),
+                             _np_soft_dice(logits, labels), rtol=1e-5, atol=1e-6)
+
+
+def test_soft_dice_hand_cases():
+  labels = np.zeros((3, 4, 4), np.int32)
+  labels[:, 1:3, 1:3] = 1  # a 2x2 square of class 1 in every example
+  perfect = 40.0 * np.eye(2, dtype=np.float32)[labels]
+  all_background = 40.0 * np.eye(2, dtype=np.float32)[np.zeros_like(labels)]
+  half = np.zeros((3, 4, 4, 2), np.float32)  # p = 0.5 everywhere
+  loss = losses.soft_dice_loss(np.stack([perfect[0], all_background[0], half[0]]), labels)
+  # Perfect: D = (8 + eps) / (8 + eps) = 1. All background: D = eps / (4 + eps) ~ 0.
+  # p = 1/2: D = (2 * 2 + eps) / (8 + 4 + eps) = 1/3.
+  np.testing.assert_allclose(loss, [0.0, 1.0, 2.0 / 3.0], atol=1e-5)
+
+
+def test_soft_dice_absent_class_counts_unless_its_mass_is_below_eps():
+  labels = np.zeros((1, 4, 4), np.int32)  # only background
+  confident = 40.0 * np.eye(2, dtype=np.float32)[labels]  # p(class 1) ~ 16 exp(-40)
+  unsure = np.zeros((1, 4, 4, 2), np.float32)  # p(class 1) = 1/2, mass 8
+  np.testing.assert_allclose(losses.soft_dice_loss(confident, labels), [0.0], atol=1e-5)
+  np.testing.assert_allclose(losses.soft_dice_loss(unsure, labels),
+                             [1 - 1e-6 / (8 + 1e-6)], rtol=1e-6)
+
+
+def test_segmentation_cross_entropy_matches_float64_reference():
+  got = losses.segmentation_cross_entropy(SEG_LOGITS, SEG_LABELS)
+  assert got.shape == (3,) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, _np_seg_ce(SEG_LOGITS, SEG_LABELS), rtol=1e-5)
+
+
+def test_segmentation_losses_give_nan_for_out_of_range_labels():
+  labels = SEG_LABELS.copy()
+  labels[1, 0, 0] = 4
+  for fn in (losses.soft_dice_loss, losses.segmentation_cross_entropy):
+    got = np.asarray(fn(SEG_LOGITS, labels))
+    assert np.isnan(got[1]) and np.isfinite(got[[0, 2]]).all()
+
+
+def test_hard_dice_and_pixel_accuracy_by_hand():
+  labels = np.array([[[0, 1, 1, 2]], [[0, 0, 0, 0]], [[0, 0, 2, 2]]])  # [3, 1, 4]
+  pred = np.array([[[0, 1, 2, 2]], [[0, 0, 0, 0]], [[0, 1, 2, 2]]])
+  logits = np.eye(3, dtype=np.float32)[pred]
+  # Example 0: class 1: 2*1/(1+2) = 2/3, class 2: 2*1/(2+1) = 2/3.
+  # Example 1: no foreground anywhere -> 1.0. Example 2: class 1 only predicted -> 0,
+  # class 2: 1 -> mean 1/2.
+  np.testing.assert_allclose(losses.hard_dice(logits, labels), [2 / 3, 1.0, 0.5],
+                             rtol=1e-6)
+  np.testing.assert_allclose(losses.pixel_accuracy(logits, labels), [0.75, 1.0, 0.75])
+  # With background: example 1 is 1.0 (class 0 perfect, others absent from both).
+  np.testing.assert_allclose(
+      losses.hard_dice(logits, labels, include_background=True),
+      [(1.0 + 2 / 3 + 2 / 3) / 3, 1.0, (2 / 3 + 0.0 + 1.0) / 3], rtol=1e-6)
+
+
+def test_segmentation_step_losses_sum_weight_and_report_metrics():
+  batch = {"label": jnp.asarray(SEG_LABELS), "weight": jnp.array([1.0, 0.0, 1.0])}
+  dice = _np_soft_dice(SEG_LOGITS, SEG_LABELS)
+  ce = _np_seg_ce(SEG_LOGITS, SEG_LABELS)
+  keep = [0, 2]  # the weight-0 example counts nowhere
+  expected = {"dice": dice[keep].mean(), "ce": ce[keep].mean(),
+              "dice_ce": (0.5 * dice + 2.0 * ce)[keep].mean()}
+  for name, value in expected.items():
+    loss = losses.segmentation_loss(name, dice_weight=0.5, ce_weight=2.0)
+    assert (loss.target_key, loss.target_integer) == ("label", False)
+    got, metrics = jax.jit(loss)(jnp.asarray(SEG_LOGITS), batch)
+    np.testing.assert_allclose(got, value, rtol=1e-5)
+  assert set(metrics) == {"dice", "pixel_accuracy", "soft_dice_loss", "cross_entropy"}
+  np.testing.assert_allclose(metrics["soft_dice_loss"], dice[keep].mean(), rtol=1e-5)
+  np.testing.assert_allclose(metrics["cross_entropy"], ce[keep].mean(), rtol=1e-5)
+  accuracy = (SEG_LOGITS.argmax(-1) == SEG_LABELS).reshape(3, -1).mean(-1)
+  np.testing.assert_allclose(metrics["pixel_accuracy"], accuracy[keep].mean(), rtol=1e-6)
+
+
+def test_segmentation_loss_gradients_are_finite_and_descend():
+  loss = losses.segmentation_loss("dice_ce")
+  batch = {"label": jnp.asarray(SEG_LABELS)}
+  value_and_grad = jax.jit(jax.value_and_grad(lambda z: loss(z, batch)[0]))
+  logits = jnp.asarray(SEG_LOGITS)
+  value, grad = value_and_grad(logits)
+  assert grad.shape == logits.shape and bool(jnp.isfinite(grad).all())
+  assert float(jnp.abs(grad).max()) > 0
+  smaller, _ = value_and_grad(logits - 1.0 * grad / jnp.linalg.norm(grad))
+  assert float(smaller) < float(value)
+  # Saturated (confident) logits still give finite gradients.
+  _, grad = value_and_grad(1e4 * logits)
+  assert bool(jnp.isfinite(grad).all())
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: losses.soft_dice_loss(jnp.ones((2, 4, 5, 3)), jnp.zeros((2, 5, 4), int)),
+         r"labels must be integer \[batch, \*spatial\] matching logits \[2, 4, 5, 3\]"),
+        (lambda: losses.soft_dice_loss(jnp.ones((2, 4, 4, 1)), jnp.zeros((2, 4, 4), int)),
+         r"logits must have at least 2 classes on the last axis; got float32 \(2, 4, 4, 1\)"),
+        (lambda: losses.soft_dice_loss(jnp.ones((2, 4)), jnp.zeros((2,), int)),
+         r"logits must be real floating \[batch, H, W, classes\]"),
+        (lambda: losses.segmentation_cross_entropy(SEG_LOGITS, SEG_LABELS.astype(float)),
+         r"labels must be integer \[batch, \*spatial\] matching logits \[3, 5, 7, 4\] "
+         r"without its class axis; got float32 \(3, 5, 7\)"),
+        (lambda: losses.soft_dice_loss(SEG_LOGITS, SEG_LABELS, eps=0.0),
+         r"eps must be a positive float; got 0.0"),
+        (lambda: losses.segmentation_loss("focal"),
+         r"segmentation loss must be one of \('dice', 'ce', 'dice_ce'\); got 'focal'"),
+        (lambda: losses.segmentation_loss(ce_weight=-1.0),
+         r"ce_weight must be a float >= 0; got -1.0"),
+    ],
+)
+def test_segmentation_bad_inputs(call, match):
+  with pytest.raises(ValueError, match=match):
+    call()
