@@ -57,7 +57,7 @@ _ITK_LICENSE = (
     "Apache-2.0; see /usr/share/doc/insighttoolkit5-examples/copyright")
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Anatomy:
   """One head or brain on a RAS+ voxel grid.
 
@@ -409,10 +409,7 @@ def downsample(anatomy: Anatomy, factor: int) -> Anatomy:
   def mean(a):
     return blocks(a.astype(np.float32)).mean(axis=(1, 3, 5), dtype=np.float32)
 
-  values = np.array(sorted(anatomy.label_names) + sorted(
-      set(np.unique(anatomy.labels).tolist()) - set(anatomy.label_names)),
-                    np.int32)
-  values.sort()
+  values = np.unique(anatomy.labels)  # Ascending.
   best = np.full(out_shape, -1, np.int32)
   best_count = np.zeros(out_shape, np.int32)
   for v in values:  # Sorted ascending; ">" keeps the smaller value on ties.
