@@ -80,6 +80,7 @@ References:
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -176,7 +177,7 @@ def rotation_matrix(rotation_deg, ndim: int) -> np.ndarray:
   Args:
     rotation_deg: 2-D: a float (degrees, from axis 0 towards axis 1);
       3-D: three angles, about axes 0, 1 and 2, applied in that order
-      (``R = R_2 R_1 R_0``).
+      (``R = R_2 R_1 R_0``); one float is used for all three.
     ndim: 2 or 3.
 
   Returns:
@@ -189,6 +190,8 @@ def rotation_matrix(rotation_deg, ndim: int) -> np.ndarray:
     c, s = np.cos(angles[0]), np.sin(angles[0])
     return np.array([[c, -s], [s, c]])
   if ndim == 3:
+    if angles.size == 1:
+      angles = np.repeat(angles, 3)
     if angles.size != 3:
       raise ValueError(f"rotation_deg must be three angles for 3-D; got {rotation_deg!r}")
     out = np.eye(3)
@@ -833,9 +836,7 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
   if not choices or any(c not in CONTRASTS for c in choices):
     raise ValueError(f"contrast must be one of {list(CONTRASTS)} or a sequence of them; "
                      f"got {contrast!r}")
-  unknown = set(image_kwargs) - {"mean_jitter", "texture_std", "blur_sigma_vox",
-                                 "bias_std", "bias_grid", "noise_std",
-                                 "robust_percentile"}
+  unknown = set(image_kwargs) - set(_IMAGE_KEYS)
   if unknown:
     raise ValueError(f"unknown synthesize_image arguments: {sorted(unknown)}")
   axis = int(axis) % 3
@@ -883,9 +884,13 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
   return result
 
 
-_IMAGE_DEFAULTS = {"mean_jitter": 0.1, "texture_std": (0.0, 0.05),
-                   "blur_sigma_vox": (0.0, 1.0), "bias_std": 0.3, "bias_grid": 4,
-                   "noise_std": (0.0, 0.02), "robust_percentile": 99.0}
+# The contrast arguments `synthesize_slices` passes on, with `synthesize_image`'s
+# defaults (one source of truth).
+_IMAGE_KEYS = ("mean_jitter", "texture_std", "blur_sigma_vox", "bias_std", "bias_grid",
+               "noise_std", "robust_percentile")
+_IMAGE_DEFAULTS = {name: p.default for name, p in
+                   inspect.signature(synthesize_image).parameters.items()
+                   if name in _IMAGE_KEYS}
 
 
 # ----------------------------------------------------------------------------
