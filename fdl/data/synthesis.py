@@ -731,21 +731,26 @@ def slice_positions(labels_volume: np.ndarray, num_slices: int, *, axis: int = 2
 
 
 def plane_to_grid(plane: np.ndarray, spacing_mm: Sequence[float], shape: Sequence[int],
-                  pixel_size_mm: float | None = None) -> tuple[np.ndarray, float]:
+                  pixel_size_mm: float | None = None, *,
+                  center_vox: Sequence[float] | None = None) -> tuple[np.ndarray, float]:
   """Nearest-neighbour resampling of a label plane to a square-pixel grid.
 
   Output pixel ``(i, j)`` of ``shape = (H, W)`` has its centre at
-  ``((i - (H - 1) / 2) p, (j - (W - 1) / 2) p)`` mm from the plane centre and
-  reads the plane voxel nearest to that point (voxel ``a`` of axis ``d``
-  centred at ``(a - (n_d - 1) / 2) spacing_d``). By default the pixel size is
+  ``((i - (H - 1) / 2) p, (j - (W - 1) / 2) p)`` mm from the point
+  `center_vox` of the plane and reads the plane voxel nearest to that point
+  (voxel ``a`` of axis ``d`` lies ``(a - center_d) spacing_d`` mm from it). By
+  default the centre is the plane's, ``(n - 1) / 2``, and the pixel size
   ``p = max(n_0 spacing_0 / H, n_1 spacing_1 / W)``, the smallest that fits
-  the whole plane, so anisotropic voxels keep their true mm proportions.
+  the whole plane. Pixels are square, so anisotropic voxels keep their true
+  mm proportions.
 
   Args:
     plane: integer ``[n_0, n_1]`` labels.
     spacing_mm: voxel size of the plane's two axes, mm (> 0).
     shape: output ``(H, W)``.
     pixel_size_mm: optional output pixel size, mm.
+    center_vox: optional plane position (voxel units, two floats) that lands
+      at the output centre.
 
   Returns:
     ``(labels [H, W] of the plane's dtype, pixel size in mm)``.
@@ -753,6 +758,8 @@ def plane_to_grid(plane: np.ndarray, spacing_mm: Sequence[float], shape: Sequenc
   plane = np.asarray(plane)
   spacing = np.asarray(spacing_mm, np.float64)
   height, width = _check_spatial_shape(shape)
+  if plane.ndim != 2:
+    raise ValueError(f"plane must be [n_0, n_1]; got shape {plane.shape}")
   if spacing.shape != (2,) or not np.all(spacing > 0):
     raise ValueError(f"spacing_mm must be two sizes > 0 (mm); got {spacing_mm!r}")
   extent = np.asarray(plane.shape) * spacing
@@ -760,12 +767,51 @@ def plane_to_grid(plane: np.ndarray, spacing_mm: Sequence[float], shape: Sequenc
     pixel_size_mm = float(max(extent[0] / height, extent[1] / width))
   if not pixel_size_mm > 0:
     raise ValueError(f"pixel_size_mm must be > 0; got {pixel_size_mm!r}")
+  if center_vox is None:
+    center_vox = (np.asarray(plane.shape, np.float64) - 1.0) / 2.0
+  in_centre = np.asarray(center_vox, np.float64)
+  if in_centre.shape != (2,) or not np.all(np.isfinite(in_centre)):
+    raise ValueError(f"center_vox must be two finite numbers; got {center_vox!r}")
   out_centre = (np.array([height, width], np.float64) - 1.0) / 2.0
-  in_centre = (np.asarray(plane.shape, np.float64) - 1.0) / 2.0
   grid = identity_coords((height, width))
   coords = ((grid - out_centre[:, None, None]) * (pixel_size_mm / spacing)[:, None, None]
             + in_centre[:, None, None])
   return warp_labels(plane, coords), float(pixel_size_mm)
+
+
+def brain_field_of_view(labels_volume: np.ndarray, voxel_sizes: Sequence[float],
+                        shape: Sequence[int], *, axis: int = 2, margin: float = 0.1
+                        ) -> tuple[float, list[float]]:
+  """Pixel size and in-plane centre that frame the brain of every slice.
+
+  The bounding box of ``labels > 0`` over the whole volume, on the two axes
+  other than `axis` (voxels ``[lo_d, hi_d]``), widened by ``1 + margin``,
+  fits into `shape` with square pixels:
+  ``p = (1 + margin) max((hi_0 - lo_0 + 1) s_0 / H, (hi_1 - lo_1 + 1) s_1 / W)``,
+  centred at ``(lo + hi) / 2``. The same framing for every slice keeps the
+  scale of the anatomy fixed (mm per pixel) across slices.
+
+  Returns:
+    ``(pixel size in mm, [centre_0, centre_1] in voxels of the plane)``.
+  """
+  labels_volume = np.asarray(labels_volume)
+  if not margin >= 0:
+    raise ValueError(f"fov_margin must be >= 0 or None; got {margin!r}")
+  height, width = _check_spatial_shape(shape)
+  in_plane = [a for a in range(3) if a != axis % 3]
+  spacing = np.asarray(voxel_sizes, np.float64)[in_plane]
+  lo, hi = [], []
+  for a in in_plane:
+    occupied = np.flatnonzero(np.any(labels_volume > 0,
+                                     axis=tuple(b for b in range(3) if b != a)))
+    if occupied.size == 0:
+      raise ValueError("labels_volume holds no tissue (no label > 0): no slice to take")
+    lo.append(occupied[0])
+    hi.append(occupied[-1])
+  lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+  extent = (hi - lo + 1.0) * spacing * (1.0 + margin)
+  return (float(max(extent[0] / height, extent[1] / width)),
+          ((lo + hi) / 2.0).tolist())
 
 
 def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *,
@@ -773,7 +819,8 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
                       shape: Sequence[int] = (128, 128),
                       contrast: str | Sequence[str] = "random", num_coils: int = 8,
                       snr_db: float = 30.0, phase_rms: float = np.pi / 4,
-                      slab_fraction: float = 0.5, pixel_size_mm: float | None = None,
+                      slab_fraction: float = 0.5, fov_margin: float | None = 0.1,
+                      pixel_size_mm: float | None = None,
                       deformation: Mapping[str, Any] | None = DEFAULT_DEFORMATION,
                       **image_kwargs: Any) -> dict[str, Any]:
   """Synthesized multi-coil training slices from a template label volume.
@@ -782,7 +829,10 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
 
   1. the plane at index ``slice_positions(...)[s]`` along `axis` (the other
      two axes, in increasing order, become rows and columns), resampled to
-     `shape` by `plane_to_grid` (nearest neighbour, mm-true square pixels);
+     `shape` by `plane_to_grid` (nearest neighbour, mm-true square pixels),
+     framed by `brain_field_of_view` (the brain of the whole volume plus
+     `fov_margin`, the same for every slice) or, with ``fov_margin=None``,
+     the whole plane;
   2. a contrast: `contrast` if it is a name, else one of the given names
      drawn uniformly;
   3. `synthesize_image` (deformation, contrast, blur, bias, noise, [0, 1]);
@@ -801,7 +851,9 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
     contrast: a name in `CONTRASTS` or a sequence of them.
     num_coils, snr_db, phase_rms: see `synthesize_kspace`.
     slab_fraction: see `slice_positions`.
-    pixel_size_mm: see `plane_to_grid` (None: fit the plane).
+    fov_margin: relative margin around the brain's bounding box, >= 0; None
+      frames the whole plane instead.
+    pixel_size_mm: overrides the framing's pixel size (mm).
     deformation: keyword arguments of `random_deformation`, or None.
     **image_kwargs: further arguments of `synthesize_image` (``mean_jitter``,
       ``texture_std``, ``blur_sigma_vox``, ``bias_std``, ``bias_grid``,
@@ -843,14 +895,20 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
   positions = slice_positions(labels_volume, num_slices, axis=axis,
                               slab_fraction=slab_fraction)
   in_plane = [a for a in range(3) if a != axis]
+  if fov_margin is None:
+    pixel, center = pixel_size_mm, None
+  else:
+    pixel, center = brain_field_of_view(labels_volume, voxel_sizes, shape, axis=axis,
+                                        margin=fov_margin)
+    pixel = pixel if pixel_size_mm is None else pixel_size_mm
   keys = ("kspace", "image", "maps", "target", "noise", "noise_std")
   out: dict[str, list] = {k: [] for k in keys + ("labels",)}
   samples = []
-  pixel = pixel_size_mm
   for s, index in enumerate(positions):
     rng = np.random.default_rng([int(seed), s])
     plane = np.take(labels_volume, int(index), axis=axis)
-    grid_labels, pixel = plane_to_grid(plane, voxel_sizes[in_plane], shape, pixel_size_mm)
+    grid_labels, pixel = plane_to_grid(plane, voxel_sizes[in_plane], shape, pixel,
+                                       center_vox=center)
     name = choices[int(rng.integers(len(choices)))] if len(choices) > 1 else choices[0]
     magnitude, labels, record = _synthesize_image(
         grid_labels, rng, probabilities=None, contrast=name,
@@ -872,7 +930,8 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
       "contrast": contrast if isinstance(contrast, str) else choices, "seed": int(seed),
       "rng": "numpy.random.default_rng([seed, sample])", "num_slices": int(num_slices),
       "axis": axis, "slab_fraction": float(slab_fraction), "shape": list(shape),
-      "pixel_size_mm": pixel, "deformation": None if deformation is None else
+      "pixel_size_mm": pixel, "fov_margin": fov_margin,
+      "fov_center_vox": center, "deformation": None if deformation is None else
       dict(deformation), "image": {**_IMAGE_DEFAULTS, **image_kwargs},
       "num_coils": int(num_coils), "snr_db": float(snr_db), "phase_rms": float(phase_rms),
       "target": "RSS of the noiseless coil images (= the synthesized magnitude)",

@@ -366,9 +366,20 @@ def test_anisotropic_voxels_keep_mm_proportions():
   assert abs(extent_rows - extent_cols) <= 2 * 2.0  # within a voxel at each end
   np.testing.assert_allclose(extent_rows, 2 * np.sqrt(14 ** 2 - 0.5 ** 2), atol=2.0)
   out = syn.synthesize_slices(labels, spacing, template="sphere", seed=0, num_slices=1,
-                              axis=0, shape=(48, 48), num_coils=2, deformation=None)
+                              axis=0, shape=(48, 48), num_coils=2, deformation=None,
+                              fov_margin=None)
   np.testing.assert_array_equal(out["labels"][0], plane_labels)
   assert out["provenance"]["pixel_size_mm"] == pytest.approx(pixel)
+  # Default framing: the brain's bounding box (28 mm across, 14 Z voxels of 2 mm) plus
+  # 10 % fills the grid: 48 / 1.1 ~ 44 pixels across, still round.
+  out = syn.synthesize_slices(labels, spacing, template="sphere", seed=0, num_slices=1,
+                              axis=0, shape=(48, 48), num_coils=2, deformation=None)
+  pixel = out["provenance"]["pixel_size_mm"]
+  assert pixel == pytest.approx(28 * 1.1 / 48)
+  brain = out["labels"][0] > 0
+  rows = np.flatnonzero(brain.any(1))
+  cols = np.flatnonzero(brain.any(0))
+  assert abs(len(rows) - 48 / 1.1) <= 2 and abs(len(cols) - 48 / 1.1) <= 3
 
 
 def test_synthesized_slices_become_a_volume(brain3d):
