@@ -91,3 +91,23 @@ def test_registered_as_segmenter():
   assert MODELS['segmenter'] is Segmenter
   model = create_model('segmenter', num_classes=5, base_channels=8, num_pools=3)
   assert (model.num_classes, model.base_channels, model.num_pools) == (5, 8, 3)
+
+
+@pytest.mark.slow  # About 8 s on 2 CPU cores: compiles the U-Net's gradient and Adam.
+def test_trains_with_the_segmentation_loss_through_the_train_step():
+  from fdl.losses import segmentation_loss
+  from fdl.train.optim import make_optimizer
+  from fdl.train.state import create_train_state
+  from fdl.train.step import make_train_step
+
+  model = create_model('segmenter', num_classes=3, base_channels=4, num_pools=1)
+  state = create_train_state(model, make_optimizer('adam', 1e-2), (2, 9, 11, 1))
+  step = make_train_step(segmentation_loss('dice_ce'), learning_rate=1e-2)
+  labels = np.random.default_rng(0).integers(0, 3, (2, 9, 11)).astype(np.int32)
+  batch = {'image': jnp.asarray(labels[..., None], jnp.float32), 'label': jnp.asarray(labels)}
+  history = []
+  for _ in range(3):
+    state, metrics = step(state, batch)
+    history.append(float(metrics['loss']))
+  assert history[-1] < history[0] and all(np.isfinite(history))
+  assert {'dice', 'pixel_accuracy', 'soft_dice_loss', 'cross_entropy'} <= set(metrics)
