@@ -6,7 +6,7 @@ from fdl.data.augment import (AugmentConfig, affine_resample, augment_image,
                               crop_padded, cutout, horizontal_flip)
 from fdl.data.batching import epoch_batches, split_indices
 from fdl.data.mri_recon import ReconPipeline
-from fdl.data.mri_volumes import Volume, load_volumes, process_simulation
+from fdl.data.mri_volumes import Volume, anatomy_volumes, load_volumes, process_simulation
 from fdl.data.nifti import load_label_nifti, load_nifti, save_nifti
 from fdl.data.pipeline import (Batches, ClassificationPipeline,
                                sealed_test_batches, test_batches)
@@ -19,7 +19,7 @@ from fdl.data.toy import TOY_DATASETS, make_toy_dataset, two_moons, xor
 
 __all__ = ["TOY_DATASETS", "epoch_batches", "make_toy_dataset", "split_indices",
            "two_moons", "xor",
-           "ReconPipeline", "Volume", "load_volumes", "process_simulation",
+           "ReconPipeline", "Volume", "anatomy_volumes", "load_volumes", "process_simulation",
            "AugmentConfig", "Batches", "ClassificationPipeline", "NormStats",
            "SOURCES", "SealedTestSplit", "Source", "SplitPlan", "Splits",
            "affine_resample", "augment_image", "compute_norm_stats",

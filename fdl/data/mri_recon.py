@@ -16,7 +16,11 @@ maximum of the slice's target volume, fastMRI's SSIM data range).
 Randomness, all from ``root = PRNGKey(seed)``:
 
 * volume split: ``permutation(fold_in(root, 2), num_volumes)``; the first
-  `test_volumes` indices are test, the next `val_volumes` validation;
+  `test_volumes` indices are test, the next `val_volumes` validation. Volumes
+  whose ``source["split"]`` is set (``"test"`` / ``"train_val"``: data split by
+  anatomy, `fdl.data.anatomy_volumes`) keep it: the test split is exactly the
+  ``"test"`` volumes, and validation is drawn by the same permutation from the
+  ``"train_val"`` ones;
 * training order of epoch e: ``permutation(fold_in(fold_in(root, 0), e), n)``;
 * training mask of slice i (its index in the training split) in epoch e:
   ``fold_in(fold_in(fold_in(root, 1), e), i)``, a fresh mask per example and
@@ -122,13 +126,7 @@ class ReconPipeline:
       self.kernel_size = int(kernel_size)
 
     root = jax.random.PRNGKey(self.seed)
-    order = np.asarray(jax.random.permutation(jax.random.fold_in(root, 2), len(volumes)))
-    num_test, num_val = int(test_volumes), int(val_volumes)
-    self._splits = {
-        "test": [volumes[i] for i in sorted(order[:num_test])],
-        "val": [volumes[i] for i in sorted(order[num_test:num_test + num_val])],
-        "train": [volumes[i] for i in sorted(order[num_test + num_val:])],
-    }
+    self._splits = _split_volumes(volumes, int(val_volumes), int(test_volumes), root)
     self.train_slices = None
     if train_slices is not None:
       self._keep_train_slices(train_slices)
@@ -520,6 +518,28 @@ def _check_arguments(volumes, val_volumes, test_volumes, mask_type, acceleration
       raise ValueError(f"maps='true' needs the true coil maps of every volume "
                        f"(simulated data); {missing} have none (fastMRI files carry "
                        "no maps): use maps='estimate'")
+
+
+def _split_volumes(volumes, num_val: int, num_test: int, root) -> dict[str, list]:
+  """Train / validation / test volumes (module docstring: the volume split)."""
+  order = np.asarray(jax.random.permutation(jax.random.fold_in(root, 2), len(volumes)))
+  fixed = [v.source.get("split") for v in volumes]
+  if all(f is None for f in fixed):
+    return {"test": [volumes[i] for i in sorted(order[:num_test])],
+            "val": [volumes[i] for i in sorted(order[num_test:num_test + num_val])],
+            "train": [volumes[i] for i in sorted(order[num_test + num_val:])]}
+  if any(f not in ("test", "train_val") for f in fixed):
+    raise ValueError(f"volume source['split'] must be 'test' or 'train_val' for every "
+                     f"volume or for none; got {sorted(set(map(str, fixed)))}")
+  test = [i for i, f in enumerate(fixed) if f == "test"]
+  if len(test) != num_test:
+    raise ValueError(f"test_volumes is {num_test} but the data fix {len(test)} test "
+                     f"volumes (source['split'], split by anatomy): set test_volumes="
+                     f"{len(test)}")
+  rest = [int(i) for i in order if fixed[i] == "train_val"]
+  return {"test": [volumes[i] for i in test],
+          "val": [volumes[i] for i in sorted(rest[:num_val])],
+          "train": [volumes[i] for i in sorted(rest[num_val:])]}
 
 
 def _is_number(x) -> bool:

@@ -3,8 +3,10 @@
 The first half of the data path of learned reconstruction (`fdl.data.mri_recon`
 splits, masks and batches what it returns):
 
-* `load_volumes`: simulated volumes (the embedded default) or a directory of
-  fastMRI multi-coil files, each as a `Volume`.
+* `load_volumes`: simulated phantom volumes (``"simulated"``), volumes
+  synthesized from real anatomy (``"anatomy"``, `fdl.data.synthesis` on the
+  templates of `fdl.data.anatomy`, split by anatomy), or a directory of fastMRI
+  multi-coil files, each as a `Volume`.
 * Normalization, the same for every source: volume ``v`` is multiplied by
 
     scale_v = 1 / max_{s, r} RSS(ifft2c(P k_v[s]))(r),
@@ -21,6 +23,7 @@ splits, masks and batches what it returns):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pathlib
 import sys
@@ -231,12 +234,15 @@ def load_volumes(dataset: str | os.PathLike, *, seed: int,
                  shape: Sequence[int] = (128, 128), num_coils: int = 8,
                  snr_db: float = 30.0, phantom: str = "random",
                  center_fraction: float,
-                 processing: Mapping[str, Any] | None = None) -> list[Volume]:
+                 processing: Mapping[str, Any] | None = None,
+                 anatomy: Mapping[str, Any] | None = None) -> list[Volume]:
   """Loads and normalizes fully sampled volumes (see the module docstring).
 
   Args:
-    dataset: ``"simulated"``, or a directory of fastMRI multi-coil ``.h5``
-      files (read in sorted order; single-coil files get one coil).
+    dataset: ``"simulated"`` (ellipse phantoms), ``"anatomy"`` (synthesized from
+      real brain templates, `anatomy_volumes`), or a directory of fastMRI
+      multi-coil ``.h5`` files (read in sorted order; single-coil files get one
+      coil).
     seed: simulated data: volume ``i`` is
       ``simulate(fold_in(PRNGKey(seed), i), ...)``. Unused for files.
     num_volumes: simulated: how many (required, >= 1); files: at most this
@@ -250,6 +256,9 @@ def load_volumes(dataset: str | os.PathLike, *, seed: int,
     processing: simulated data only: commit a data crime on purpose (see
       `process_simulation`): ``{"zero_pad_factor": f}`` (f >= 1; 1: none) or
       ``{"jpeg_quality": q}`` (1-100; 0: none). None or both off: raw k-space.
+    anatomy: ``dataset="anatomy"`` only: keyword arguments of `anatomy_volumes`
+      (``test_volumes``, ``train_templates``, ``test_templates``, ``contrast``,
+      ``test_contrast``).
 
   Returns:
     `Volume` s, named ``simulated_{i:04d}`` or by file stem. For files the
@@ -277,6 +286,16 @@ def load_volumes(dataset: str | os.PathLike, *, seed: int,
     return _simulated_volumes(seed, int(num_volumes), int(slices_per_volume),
                               shape, num_coils, snr_db, phantom, center_fraction,
                               check_processing(processing))
+  if os.fspath(dataset) == "anatomy":
+    if num_volumes is None or slices_per_volume is None:
+      raise ValueError("dataset='anatomy' needs num_volumes and slices_per_volume; "
+                       f"got {num_volumes!r} and {slices_per_volume!r}")
+    if check_processing(processing):
+      raise ValueError(f"processing={dict(processing)!r} applies to dataset='simulated' "
+                       "only; got dataset='anatomy'")
+    return anatomy_volumes(seed, int(num_volumes), int(slices_per_volume), shape=shape,
+                           num_coils=num_coils, snr_db=snr_db,
+                           center_fraction=center_fraction, **(anatomy or {}))
   if check_processing(processing):
     raise ValueError(f"processing={dict(processing)!r} applies to dataset='simulated' "
                      f"only; got dataset={os.fspath(dataset)!r}")
@@ -384,6 +403,92 @@ def _simulated_volumes(seed, num_volumes, num_slices, shape, num_coils, snr_db,
               "kspace_origin": origin}
     volumes.append(normalize_volume(f"simulated_{i:04d}", kspace, target,
                                     sim["maps"], center_fraction, source))
+  return volumes
+
+
+# Templates of `fdl.data.anatomy` by name. MNI152 and colin27 share one space (MNI),
+# so they are not independent subjects; the ITK head is another subject.
+ANATOMY_TEMPLATES = ("mni152", "colin27", "itk_head")
+
+
+@functools.lru_cache(maxsize=None)
+def _template_labels(name: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+  """Tissue labels of a template as axial planes in display orientation.
+
+  Returns labels ``[rows A->P, columns L->R, slices I->S]``: the RAS+ volume's axes
+  reordered to (y reversed, x, z), so that an axial plane has anterior at the top,
+  and the voxel sizes in that order.
+  """
+  from fdl.data import anatomy as anatomy_lib  # pylint: disable=g-import-not-at-top
+  source = {"mni152": anatomy_lib.mni152, "colin27": anatomy_lib.colin27,
+            "itk_head": anatomy_lib.itk_head}[name]()
+  labels = np.ascontiguousarray(np.transpose(source.labels, (1, 0, 2))[::-1])
+  dx, dy, dz = source.voxel_sizes
+  return labels, (float(dy), float(dx), float(dz))
+
+
+def anatomy_volumes(seed: int, num_volumes: int, slices_per_volume: int, *,
+                    shape: Sequence[int], num_coils: int, snr_db: float,
+                    center_fraction: float, test_volumes: int = 2,
+                    train_templates: Sequence[str] = ("mni152",),
+                    test_templates: Sequence[str] = ("colin27", "itk_head"),
+                    contrast: str | Sequence[str] = "random",
+                    test_contrast: str | Sequence[str] = "t1") -> list[Volume]:
+  """Volumes synthesized from real anatomy (`fdl.data.synthesis.synthesize_slices`).
+
+  The last `test_volumes` volumes are synthesized from `test_templates` (in turn),
+  the others from `train_templates`; each volume's ``source["split"]`` says
+  ``"test"`` or ``"train_val"``, and `fdl.data.ReconPipeline` keeps that split (its
+  validation volumes are drawn from the ``"train_val"`` ones). With the defaults the
+  network is trained and selected on the MNI152 template only and tested on colin27
+  and the ITK head: colin27 lies in MNI space (not an independent subject), the ITK
+  head is an independent subject. Volume ``i`` is synthesized with the seed
+  ``seed * 100003 + i`` (its own deformations, contrast draws, bias fields, phase,
+  noise).
+
+  Args:
+    seed, num_volumes, slices_per_volume, shape, num_coils, snr_db,
+      center_fraction: as `load_volumes`.
+    test_volumes: how many volumes are test volumes, in [1, num_volumes - 2].
+    train_templates, test_templates: names in `ANATOMY_TEMPLATES`, disjoint.
+    contrast, test_contrast: `fdl.data.synthesis` contrast names (or sequences to
+      draw from per slice) of the training/validation and of the test volumes.
+
+  Returns:
+    `Volume` s named ``anatomy_<template>_<i:04d>``; ``maps`` are the true coil maps.
+  """
+  from fdl.data import synthesis  # pylint: disable=g-import-not-at-top
+  if not 1 <= test_volumes <= num_volumes - 2:
+    raise ValueError(f"anatomy test_volumes must be in [1, num_volumes - 2 = "
+                     f"{num_volumes - 2}] (>= 1 train and 1 validation volume); got "
+                     f"{test_volumes!r}")
+  for what, names in (("train_templates", train_templates),
+                      ("test_templates", test_templates)):
+    if not names or any(n not in ANATOMY_TEMPLATES for n in names):
+      raise ValueError(f"anatomy {what} must be a non-empty sequence of "
+                       f"{ANATOMY_TEMPLATES}; got {tuple(names)!r}")
+  if set(train_templates) & set(test_templates):
+    raise ValueError(f"anatomy train_templates and test_templates must be disjoint "
+                     f"(split by anatomy); both hold "
+                     f"{sorted(set(train_templates) & set(test_templates))}")
+  volumes = []
+  for i in range(num_volumes):
+    is_test = i >= num_volumes - test_volumes
+    names = test_templates if is_test else train_templates
+    name = names[(i - (num_volumes - test_volumes) if is_test else i) % len(names)]
+    labels, voxel_sizes = _template_labels(name)
+    out = synthesis.synthesize_slices(
+        labels, voxel_sizes, template=name, seed=int(seed) * 100_003 + i,
+        num_slices=slices_per_volume, axis=2, shape=tuple(shape),
+        contrast=test_contrast if is_test else contrast, num_coils=num_coils,
+        snr_db=snr_db)
+    source = {"dataset": "anatomy", "split": "test" if is_test else "train_val",
+              "template": name, "synthesized": True,
+              "target": "RSS of the noiseless coil images (the synthesized magnitude)",
+              "synthesis": out["provenance"],
+              "kspace_origin": out["provenance"].get("kspace_origin")}
+    volumes.append(normalize_volume(f"anatomy_{name}_{i:04d}", out["kspace"],
+                                    out["target"], out["maps"], center_fraction, source))
   return volumes
 
 

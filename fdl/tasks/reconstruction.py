@@ -70,7 +70,16 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
 
 
 def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
-  """Loads the volumes named by the config and splits them by volume."""
+  """Loads the volumes named by the config and splits them by volume.
+
+  ``config.dataset="anatomy"`` synthesizes the volumes from brain templates with
+  ``config.anatomy`` (`fdl.data.anatomy_volumes`: templates and contrasts), its test
+  volumes being ``config.test_volumes`` volumes of other anatomies.
+  """
+  anatomy = None
+  if config.dataset == "anatomy":
+    anatomy = dict((config.get("anatomy") or ml_collections.ConfigDict()).to_dict(),
+                   test_volumes=int(config.test_volumes))
   volumes = data.load_volumes(
       config.dataset, seed=config.seed, num_volumes=config.num_volumes,
       slices_per_volume=config.slices_per_volume, shape=tuple(config.shape),
@@ -78,7 +87,8 @@ def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
       center_fraction=config.center_fraction,
       # Data crimes on purpose (experiments/data_crimes.py); off by default.
       processing={"zero_pad_factor": config.get("zero_pad_factor", 1.0),
-                  "jpeg_quality": config.get("jpeg_quality", 0)})
+                  "jpeg_quality": config.get("jpeg_quality", 0)},
+      anatomy=anatomy)
   return data.ReconPipeline(
       volumes, val_volumes=config.val_volumes, test_volumes=config.test_volumes,
       mask_type=config.mask, acceleration=config.acceleration,
