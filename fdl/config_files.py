@@ -92,6 +92,13 @@ SMOKE: dict[str, dict[str, Any]] = {
             "log_every": 2, "figure_slices": 1},
         "mc_dropout": {"num_samples": 4}, "ensemble": {"num_members": 2},
         "calibration_bins": 4, "lesion_radius": 2.0},
+    # About a minute on a CPU: a few small volumes, a one-pool U-Net, two epochs.
+    "segmentation": {
+        "train_volumes": 2, "val_volumes": 1, "slices_per_volume": 4,
+        "test_slices_per_volume": 2, "shape": (32, 32), "num_coils": 2,
+        "segmenter": {"base_channels": 4, "num_pools": 1, "dropout": 0.0},
+        "num_epochs": 2, "batch_size": 4, "log_every": 2, "progress": False,
+        "figure_slices": 2},
 }
 
 # Keys (leaf names) whose values do not change what a run computes: a rerun
