@@ -21,8 +21,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.init_seed = -1  # >= 0: the initial weights' own seed (ensembles)
   config.smoke = arg == "smoke"
 
-  # Data: "simulated" (random ellipse phantoms, Biot-Savart loop coils) or a
-  # directory of fastMRI multi-coil .h5 files. Split by volume.
+  # Data: "simulated" (random ellipse phantoms, Biot-Savart loop coils),
+  # "anatomy" (synthesized from real brain templates, fdl.data.anatomy_volumes: split
+  # by anatomy, settings in config.anatomy) or a directory of fastMRI multi-coil .h5
+  # files. Split by volume.
   config.dataset = "simulated"
   config.num_volumes = 20  # simulated volumes (or a cap on the files read)
   config.slices_per_volume = 6  # simulated only
@@ -38,6 +40,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # synthesized from (0: none). Simulated data only.
   config.zero_pad_factor = 1.0
   config.jpeg_quality = 0
+  # dataset="anatomy": train and validation volumes from train_templates, the
+  # test_volumes from test_templates (fdl.data.mri_volumes.ANATOMY_TEMPLATES), each
+  # with its own random deformations, bias, phase and noise; contrasts are
+  # fdl.data.synthesis names ('random': each tissue's intensity drawn uniformly).
+  config.anatomy = ml_collections.ConfigDict(dict(
+      train_templates=("mni152",), test_templates=("colin27", "itk_head"),
+      contrast="random", test_contrast="t1"))
 
   # Sampling: a fresh mask per example and epoch in training, one fixed mask
   # per slice (from its id) for validation and test.
@@ -98,7 +107,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.figure_slices = 3  # test slices shown in reconstructions.png
 
   if arg == "demo":
-    # `make demo`: a small MoDL, 4x, a few minutes on two CPU cores.
+    # `make demo`: a small MoDL, 4x, a few minutes on two CPU cores, on volumes
+    # synthesized from anatomy (trained on MNI152, tested on colin27 and the ITK head).
+    config.dataset = "anatomy"
     config.num_volumes = 14
     config.test_volumes = 3
     config.val_volumes = 1
