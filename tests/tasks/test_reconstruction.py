@@ -202,3 +202,24 @@ def test_finished_summary_reuses_only_a_run_of_the_same_config(modl_run, tmp_pat
   assert reconstruction.finished_summary(_config(model="modl"), str(tmp_path)) is None
   with pytest.raises(ValueError, match=r"keys \['num_epochs'\] differ"):
     reconstruction.finished_summary(_config(model="modl", num_epochs=3), workdir)
+
+
+@pytest.mark.slow
+def test_demo_data_are_anatomy_split_by_template_and_recorded(tmp_path):
+  """`make demo`'s data, at smoke sizes: synthesized anatomy, tested on other templates."""
+  demo = _config("demo")
+  assert demo.dataset == "anatomy"
+  config = _config(dataset="anatomy", num_volumes=4, test_volumes=2, maps="estimate")
+  try:
+    summary = reconstruction.train_and_evaluate(config, str(tmp_path))
+  except FileNotFoundError as error:  # the message says how to install the templates
+    pytest.skip(str(error))
+  assert summary["data"]["dataset"] == ["anatomy"]
+  assert not summary["data"]["audit"]["flags"]
+  for method in ("model", "cg_sense", "cs_wavelet"):
+    assert np.isfinite([summary["test"][method][k] for k in ("psnr", "ssim", "nmse")]).all()
+  with open(tmp_path / "summary.json", encoding="utf-8") as f:
+    written = json.load(f)
+  assert written["test"]["model"]["ssim"] == pytest.approx(summary["test"]["model"]["ssim"])
+  provenance = json.dumps(written["data"])
+  assert "colin27" in provenance and "itk_head" in provenance and "mni152" in provenance
