@@ -63,7 +63,43 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.progress = False
   config.figure_slices = 4
 
+  if arg == "k2s":
+    return k2s_config(config)
   config.smoke = arg == "smoke"
   if config.smoke:
     config_files.apply_smoke(config, "segmentation")
+  return config
+
+
+def k2s_config(seg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`:k2s`: the K2S study (`fdl.studies.k2s`), segmentation from under-sampled k-space.
+
+    python experiments/segmentation.py --config experiments/configs/segmentation.py:k2s \
+        --workdir runs/k2s [--config.smoke=True]
+
+  Trains the segmenter on fully sampled images, one on zero-filled images and one
+  MoDL per acceleration above 1x, then segments the same test slices every way.
+  ``--config.smoke=True`` shrinks the sub-runs to ``SMOKE["segmentation"]`` and
+  ``SMOKE["mri_recon"]`` (a few minutes).
+  """
+  config = ml_collections.ConfigDict()
+  config.study = "k2s"
+  config.accelerations = (1.0, 4.0, 8.0)
+  seg.smoke = False
+  config.seg = seg  # the segmentation task's settings (input/acceleration set per run)
+  recon = config_files.load_config("mri_recon.py", next_to=__file__)
+  recon.model = "modl"  # data sizes, coils, SNR, masks and seed follow `seg`
+  recon.num_volumes = 14
+  recon.val_volumes = 1
+  recon.test_volumes = 2
+  recon.slices_per_volume = 8
+  recon.modl = ml_collections.ConfigDict(dict(
+      num_iters=4, cg_iters=4, depth=4, width=32, lam_init=0.05))
+  recon.num_epochs = 5
+  recon.cs_iters = 20
+  recon.progress = False
+  recon.figure_slices = 2
+  config.recon = recon
+  config.compilation_cache = True
+  config.smoke = False
   return config
