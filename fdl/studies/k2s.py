@@ -126,7 +126,6 @@ def summarize(config, configs, workdir: str, results: dict) -> dict:
   """Segments the test slices every way (module docstring) and scores them."""
   from fdl.mri import metrics  # pylint: disable=g-import-not-at-top
   from fdl.data import mri_volumes  # pylint: disable=g-import-not-at-top
-  from fdl.evaluate import figures  # pylint: disable=g-import-not-at-top
   from fdl.evaluate import segmentation as seg_eval  # pylint: disable=g-import-not-at-top
   from fdl.tasks import reconstruction, segmentation  # pylint: disable=g-import-not-at-top
   from fdl import models  # pylint: disable=g-import-not-at-top

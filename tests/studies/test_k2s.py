@@ -1,0 +1,85 @@
+"""The K2S study: sub-run configs follow the segmentation data, bad accelerations are
+refused, the report; (slow) the smoke study end to end with the interface's keys."""
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from conftest import PYTHON, REPO_DIR
+from fdl import config_files
+from fdl.studies import k2s
+
+CONFIG = os.path.join(REPO_DIR, "experiments", "configs", "segmentation.py")
+
+
+def _config(**overrides):
+  config = config_files.load_config(CONFIG, "k2s")
+  config.update(overrides)
+  return config
+
+
+def test_subruns_share_the_segmentation_data_settings():
+  configs = k2s._configs(_config())  # pylint: disable=protected-access
+  assert list(configs) == ["seg_fully_sampled", "seg_zero_filled_4x", "modl_4x",
+                           "seg_zero_filled_8x", "modl_8x"]
+  seg = configs["seg_fully_sampled"]
+  assert seg.input == "fully_sampled" and not seg.smoke
+  assert configs["seg_zero_filled_8x"].input == "zero_filled"
+  assert configs["seg_zero_filled_8x"].acceleration == 8.0
+  modl = configs["modl_8x"]
+  assert modl.dataset == "anatomy" and modl.model == "modl" and modl.maps == "true"
+  assert modl.acceleration == 8.0
+  for key in ("shape", "num_coils", "snr_db", "center_fraction", "mask", "seed"):
+    assert modl[key] == seg[key], key
+  assert tuple(modl.anatomy.test_templates) == tuple(seg.test_templates)
+
+
+def test_smoke_shrinks_every_subrun_once():
+  configs = k2s._configs(_config(smoke=True))  # pylint: disable=protected-access
+  seg, modl = configs["seg_fully_sampled"], configs["modl_4x"]
+  assert seg.smoke_applied and modl.smoke_applied
+  assert tuple(seg.shape) == config_files.SMOKE["segmentation"]["shape"]
+  assert tuple(modl.shape) == tuple(seg.shape)  # MoDL follows the segmentation data
+
+
+@pytest.mark.parametrize("accelerations", [(), (0.5, 4.0), (8.0, 4.0), (4.0, 4.0)])
+def test_bad_accelerations_are_refused(tmp_path, accelerations):
+  with pytest.raises(ValueError, match="accelerations must be increasing"):
+    k2s.run(_config(accelerations=accelerations), str(tmp_path))
+
+
+def test_the_task_config_runs_the_task(monkeypatch):
+  from fdl.tasks import segmentation
+  monkeypatch.setattr(segmentation, "train_and_evaluate", lambda c, d: {"task": d})
+  task = config_files.load_config(CONFIG)
+  assert k2s.run_or_task(task, "w") == {"task": "w"}
+
+
+@pytest.mark.slow
+def test_smoke_study_end_to_end(tmp_path):
+  workdir = str(tmp_path / "k2s")
+  command = [PYTHON, os.path.join(REPO_DIR, "experiments", "segmentation.py"),
+             "--config", CONFIG + ":k2s", "--workdir", workdir, "--config.smoke=True"]
+  proc = subprocess.run(command, capture_output=True, text=True, cwd=REPO_DIR,
+                        timeout=900, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "SSIM vs slice Dice" in proc.stdout
+  with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
+    summary = json.load(f)
+  assert set(summary["test"]) == {"fully_sampled", "zero_filled", "reconstructed", "joint"}
+  for method in ("fully_sampled", "zero_filled", "reconstructed"):
+    scores = summary["test"][method]
+    assert set(scores["dice"]) == {"CSF", "GM", "WM"}
+    assert 0 <= scores["mean_dice"] <= 1
+  assert list(summary["by_acceleration"]) == ["1x", "4x", "8x"]
+  assert summary["test_acceleration"] == 8.0
+  assert summary["ssim_vs_dice"]["num_slices"] > 0
+  for name in ("dice_vs_acceleration.png", "ssim_vs_dice.png", "segmentations.png"):
+    assert os.path.getsize(os.path.join(workdir, name)) > 0, name
+  # A rerun reuses every finished sub-run.
+  again = subprocess.run(command, capture_output=True, text=True, cwd=REPO_DIR,
+                         timeout=900, check=False)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout.count("finished, reused") == 5
