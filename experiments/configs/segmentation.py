@@ -31,6 +31,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.shape = (96, 96)
   config.contrast = ("random", "t1", "t2", "pd")  # drawn per training slice
   config.test_contrast = "t1"
+  # Random deformations of the training/validation slices (fdl.data.synthesis.
+  # random_deformation); the test slices keep the synthesis default.
+  config.train_deformation = ml_collections.ConfigDict(dict(
+      max_rotation_deg=15.0, max_scale=0.1, max_shear=0.05, max_translation_vox=4.0,
+      elastic_std_vox=1.5, elastic_grid=5))
   config.num_coils = 4
   config.snr_db = 30.0
 

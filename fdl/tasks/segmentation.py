@@ -136,13 +136,15 @@ def normalize_input(image: np.ndarray) -> np.ndarray:
   return (image / scale[:, None, None])[..., None].astype(np.float32)
 
 
-def _volume(config, index: int, template: str, num_slices: int, contrast) -> dict:
+def _volume(config, index: int, template: str, num_slices: int, contrast, *,
+            deformation=None) -> dict:
   from fdl.data import mri_volumes, synthesis  # pylint: disable=g-import-not-at-top
   labels, voxel_sizes = mri_volumes._template_labels(template)  # pylint: disable=protected-access
   out = synthesis.synthesize_slices(
       labels, voxel_sizes, template=template, seed=int(config.seed) * 100_003 + index,
       num_slices=num_slices, axis=2, shape=tuple(config.shape),
-      contrast=contrast, num_coils=config.num_coils, snr_db=config.snr_db)
+      contrast=contrast, num_coils=config.num_coils, snr_db=config.snr_db,
+      deformation=synthesis.DEFAULT_DEFORMATION if deformation is None else deformation)
   mask = slice_masks(config.seed, index, num_slices, config.shape[1],
                      acceleration=config.acceleration,
                      center_fraction=config.center_fraction, mask=config.mask)
@@ -180,9 +182,13 @@ def make_data(config: ml_collections.ConfigDict, *, keep_kspace: bool = False) -
     templates = config.test_templates if is_test else config.train_templates
     template = templates[k % len(templates)]
     contrast = config.test_contrast if is_test else tuple(config.contrast)
+    # Training and validation deformations are `config.train_deformation` (a wider
+    # spread of anatomy than the one template); the test keeps the synthesis default.
+    deformation = None if is_test or "train_deformation" not in config else (
+        config.train_deformation.to_dict())
     volume = _volume(config, index, template,
                      config.test_slices_per_volume if is_test else config.slices_per_volume,
-                     contrast)
+                     contrast, deformation=deformation)
     volume["split"] = split
     if not (is_test or keep_kspace):
       for key in ("kspace", "maps", "target"):
