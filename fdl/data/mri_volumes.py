@@ -412,7 +412,7 @@ ANATOMY_TEMPLATES = ("mni152", "colin27", "itk_head")
 
 
 @functools.lru_cache(maxsize=None)
-def _template_labels(name: str) -> tuple[np.ndarray, tuple[float, float, float]]:
+def template_labels(name: str) -> tuple[np.ndarray, tuple[float, float, float]]:
   """Tissue labels of a template as axial planes in display orientation.
 
   Returns labels ``[rows A->P, columns L->R, slices I->S]``: the RAS+ volume's axes
@@ -476,7 +476,7 @@ def anatomy_volumes(seed: int, num_volumes: int, slices_per_volume: int, *,
     is_test = i >= num_volumes - test_volumes
     names = test_templates if is_test else train_templates
     name = names[(i - (num_volumes - test_volumes) if is_test else i) % len(names)]
-    labels, voxel_sizes = _template_labels(name)
+    labels, voxel_sizes = template_labels(name)
     out = synthesis.synthesize_slices(
         labels, voxel_sizes, template=name, seed=int(seed) * 100_003 + i,
         num_slices=slices_per_volume, axis=2, shape=tuple(shape),

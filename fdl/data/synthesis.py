@@ -91,6 +91,7 @@ from fdl.data import provenance as prov
 from fdl.mri.coil_models import loop_coil_maps
 from fdl.mri.phantoms import image_grid
 from fdl.mri.processing import synthesize_kspace as _coil_kspace
+from fdl.mri.simulate import coil_noise
 
 GENERATOR = "fdl.data.synthesis (SynthSeg-style domain randomization)"
 REFERENCE = ("Billot et al., SynthSeg, Medical Image Analysis 86 (2023) 102789 "
@@ -673,13 +674,7 @@ def synthesize_kspace(image: np.ndarray, rng: np.random.Generator, *, num_coils:
   maps = np.ascontiguousarray(np.broadcast_to(coil_maps, (len(stack), *coil_maps.shape)))
   clean = _coil_kspace(x, maps)
 
-  # The noise of fdl.mri.simulate.simulate: per-coil power ratio over the slices,
-  # CN(0, sigma^2) with real and imaginary parts of variance sigma^2 / 2.
-  signal_power = np.mean(np.abs(clean.astype(np.complex128)) ** 2, axis=(0, 2, 3))
-  noise_std = np.sqrt(signal_power / 10.0 ** (snr_db / 10.0))
-  noise = (rng.standard_normal(clean.shape, np.float32)
-           + 1j * rng.standard_normal(clean.shape, np.float32)).astype(np.complex64)
-  noise *= (noise_std / np.sqrt(2.0)).astype(np.float32)[None, :, None, None]
+  noise, noise_std = coil_noise(clean, snr_db, rng)  # fdl.mri.simulate's definition
 
   coil_images = maps.astype(np.complex128) * x[:, None]
   target = np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1)).astype(np.float32)

@@ -45,6 +45,29 @@ PHANTOMS = {
 }
 
 
+def coil_noise(clean: np.ndarray, snr_db: float, rng: np.random.Generator
+               ) -> tuple[np.ndarray, np.ndarray]:
+  """Complex Gaussian k-space noise at a per-coil SNR (the module docstring's definition).
+
+  Args:
+    clean: noiseless k-space ``[slices, coils, H, W]`` complex.
+    snr_db: per-coil SNR in dB; ``inf`` gives zero noise.
+    rng: NumPy generator of the draws (real parts, then imaginary parts).
+
+  Returns:
+    ``(noise, noise_std)``: complex64 ``[slices, coils, H, W]`` with sigma_c^2 the mean
+    power of coil c over the slices over 10^(snr_db / 10), real and imaginary parts
+    of variance sigma_c^2 / 2; and float64 ``[coils]`` sigma_c.
+  """
+  signal_power = np.mean(np.abs(clean.astype(np.complex128)) ** 2, axis=(0, 2, 3))
+  noise_std = np.sqrt(signal_power / 10.0 ** (snr_db / 10.0))
+  # float32 draws: a 16-slice, 16-coil 320x320 volume needs ~100 MB per part.
+  noise = (rng.standard_normal(clean.shape, np.float32)
+           + 1j * rng.standard_normal(clean.shape, np.float32)).astype(np.complex64)
+  noise *= (noise_std / np.sqrt(2.0)).astype(np.float32)[None, :, None, None]
+  return noise, noise_std
+
+
 def simulate(key, *, num_slices: int = 4, shape: Sequence[int] = (128, 128),
              num_coils: int = 8, snr_db: float = 30.0,
              phantom: str = "random") -> dict[str, np.ndarray]:
@@ -98,13 +121,7 @@ def simulate(key, *, num_slices: int = 4, shape: Sequence[int] = (128, 128),
   coil_images = maps * image[:, None]
   clean = np.asarray(fft2c(jnp.asarray(coil_images)))
 
-  signal_power = np.mean(np.abs(clean.astype(np.complex128)) ** 2, axis=(0, 2, 3))
-  noise_std = np.sqrt(signal_power / 10.0 ** (snr_db / 10.0))
-  rng = numpy_rng(noise_key)
-  # float32 draws: a 16-slice, 16-coil 320x320 volume needs ~100 MB per part.
-  noise = (rng.standard_normal(clean.shape, np.float32)
-           + 1j * rng.standard_normal(clean.shape, np.float32)).astype(np.complex64)
-  noise *= (noise_std / np.sqrt(2.0)).astype(np.float32)[None, :, None, None]
+  noise, noise_std = coil_noise(clean, snr_db, numpy_rng(noise_key))
 
   target = np.sqrt(np.sum(np.abs(coil_images) ** 2, axis=1))
   return {"kspace": clean + noise, "image": image, "maps": maps,

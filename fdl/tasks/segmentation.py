@@ -139,7 +139,7 @@ def normalize_input(image: np.ndarray) -> np.ndarray:
 def _volume(config, index: int, template: str, num_slices: int, contrast, *,
             deformation=None) -> dict:
   from fdl.data import mri_volumes, synthesis  # pylint: disable=g-import-not-at-top
-  labels, voxel_sizes = mri_volumes._template_labels(template)  # pylint: disable=protected-access
+  labels, voxel_sizes = mri_volumes.template_labels(template)
   out = synthesis.synthesize_slices(
       labels, voxel_sizes, template=template, seed=int(config.seed) * 100_003 + index,
       num_slices=num_slices, axis=2, shape=tuple(config.shape),
