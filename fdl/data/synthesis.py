@@ -41,6 +41,18 @@ One sample, from a label map ``L`` (or tissue probability maps ``P_k``):
 The labels returned with the image are the warped labels of step 1, so they
 match the image's geometry voxel for voxel.
 
+Lesions (`random_lesion_mask`, the ``lesions`` argument of `synthesize_slices`):
+synthetic lesions of random number, size, shape and contrast, drawn between
+steps 1 and 2 in the output geometry, so their masks are exact by
+construction. Each is an ellipse (ellipsoid in 3-D) of random radius,
+elongation and orientation centred in grey or white matter, with a boundary
+made irregular by a smooth random field, cut to the host tissues; its pixels
+take the host tissue's intensity times ``1 + sign c`` (``c`` random, the sign
+random per lesion: hyper- or hypo-intense) and then go through the same blur,
+bias, noise and normalization. They are the honest stand-in for brain-lesion
+or tumour segmentation: shapes and contrasts of our choosing, not real
+pathology (no mass effect, oedema, enhancement or typical locations).
+
 Acquisition (`synthesize_kspace`): the magnitude ``m`` gets a smooth random
 phase (`smooth_phase`: a degree-2 polynomial, as `fdl.mri.phantoms.random_phantom`
 uses, plus a global phase), ``x = m e^{i phi}``; then, as in
@@ -65,7 +77,10 @@ are synthesized and from which template. Its output has the keys of
 
 Randomness: every function takes a ``numpy.random.Generator``; sample ``s``
 of `synthesize_slices` uses ``np.random.default_rng([seed, s])``, so
-``(seed, s)`` (with the other arguments) fixes the bytes of the sample.
+``(seed, s)`` (with the other arguments) fixes the bytes of the sample. Its
+lesions come from a generator of their own, ``np.random.default_rng([seed, s,
+1])``, so the anatomy, deformation, contrast, bias and noise of a sample are
+the same with and without lesions.
 
 References:
   B. Billot, D. N. Greve, O. Puonti, A. Thielscher, K. Van Leemput, B. Fischl,
@@ -121,6 +136,15 @@ PHASE_SUPPORT = 0.05
 DEFAULT_DEFORMATION = {"max_rotation_deg": 15.0, "max_scale": 0.1, "max_shear": 0.05,
                        "max_translation_vox": 4.0, "elastic_std_vox": 1.5,
                        "elastic_grid": 5}
+
+# Lesion settings of `synthesize_slices` (a ``lesions`` mapping overrides some of
+# them): per slice, lesions with this probability, their number, radius (mm) and
+# relative contrast ``c`` (intensity times ``1 + sign c``, sign random per
+# lesion), boundary irregularity, largest axis ratio and host tissue labels
+# (arguments of `random_lesion_mask`).
+DEFAULT_LESIONS = {"probability": 0.8, "count": (1, 3), "radius_mm": (2.0, 8.0),
+                   "contrast": (0.3, 0.8), "irregularity": 0.3, "max_elongation": 2.0,
+                   "host_labels": (2, 3)}
 
 
 def spin_echo_signal(pd: float, t1_ms: float, t2_ms: float, tr_ms: float,
@@ -442,6 +466,228 @@ def smooth_random_field(shape: Sequence[int], rng: np.random.Generator, *, grid:
 
 
 # ----------------------------------------------------------------------------
+# Lesions.
+
+# Control points per axis of the field that makes a lesion's boundary irregular
+# (over the lesion's bounding box: about two bumps along each axis), and the
+# standard deviation of its control values (the field is clipped to [-1, 1]).
+LESION_FIELD_GRID = 5
+LESION_FIELD_STD = 0.5
+
+
+def random_lesion_mask(labels: np.ndarray, rng: np.random.Generator, *,
+                       pixel_size_mm: float, count: Sequence[int] = (1, 3),
+                       radius_mm: Sequence[float] = (2.0, 8.0),
+                       host_labels: Sequence[int] = (2, 3), irregularity: float = 0.3,
+                       max_elongation: float = 2.0) -> np.ndarray:
+  """A random mask of synthetic lesions of irregular ellipse (ellipsoid) shape.
+
+  Draws, in this order: the number of lesions ``n`` uniform in
+  ``[count[0], count[1]]`` (both inclusive; at most the number of host
+  pixels); ``n`` distinct centres uniform over the host pixels (``labels`` in
+  `host_labels`); then per lesion a radius ``r`` uniform in `radius_mm`
+  (converted to pixels by `pixel_size_mm`), semi-axes ``r exp(u_i - mean(u))``
+  with ``u_i`` uniform in ``±log(max_elongation) / 2`` (so the area, volume in
+  3-D, is that of the disc or ball of radius ``r``, and no two axes differ by
+  more than `max_elongation`), a rotation (2-D: one angle in ``[0, 180)``
+  degrees; 3-D: three in ``[0, 360)``, see `rotation_matrix`) and a smooth
+  random field ``f`` over the lesion's bounding box (`smooth_random_field`,
+  ``LESION_FIELD_GRID`` control points per axis, std ``LESION_FIELD_STD``,
+  clipped to ``[-1, 1]``). With ``d`` the ellipse's normalized distance
+  (``d = 1`` on the ellipse), the lesion is the connected region (face
+  connectivity) holding the centre of
+
+    {d < 1 + irregularity f}  and  host,
+
+  so it lies inside the host tissues (it is cut where it would leave them)
+  and, before that cut, between the ellipses ``d < 1 - irregularity`` and
+  ``d < 1 + irregularity``: its area is within ``[(1 - irregularity)^2,
+  (1 + irregularity)^2] pi r^2`` (the powers are 3 in 3-D) up to
+  discretization. Lesions may overlap and merge.
+
+  Args:
+    labels: integer ``[H, W]`` (or ``[X, Y, Z]``) tissue labels in the output
+      geometry (e.g. after `warp_labels`).
+    rng: NumPy generator (consumed; the same state gives the same mask).
+    pixel_size_mm: edge of a (square or cubic) pixel, mm, > 0.
+    count: ``(lo, hi)``, integers with ``0 <= lo <= hi``.
+    radius_mm: ``(lo, hi)``, mm, ``0 < lo <= hi``.
+    host_labels: the labels lesions grow in (default GM and WM).
+    irregularity: relative amplitude of the boundary perturbation, in ``[0, 1)``
+      (0: exact ellipses).
+    max_elongation: largest ratio of two semi-axes, >= 1 (1: discs).
+
+  Returns:
+    bool ``[*labels.shape]``; all False when `labels` has no host pixel or
+    ``n = 0``.
+
+  Examples:
+    >>> lab = np.zeros((32, 32), np.int32); lab[4:28, 4:28] = 3
+    >>> m = random_lesion_mask(lab, np.random.default_rng(0), pixel_size_mm=1.0,
+    ...                        count=(2, 2), radius_mm=(2.0, 3.0))
+    >>> m.dtype, bool(m.any()), bool(np.all(lab[m] == 3))
+    (dtype('bool'), True, True)
+  """
+  masks, _ = _draw_lesions(labels, rng, pixel_size_mm=pixel_size_mm, count=count,
+                           radius_mm=radius_mm, host_labels=host_labels,
+                           irregularity=irregularity, max_elongation=max_elongation)
+  out = np.zeros(np.shape(labels), bool)
+  for mask in masks:
+    out |= mask
+  return out
+
+
+def _check_lesion_args(*, pixel_size_mm, count, radius_mm, host_labels, irregularity,
+                       max_elongation, name=lambda key: key):
+  """Validated lesion arguments; `name` maps an argument to how errors name it."""
+  if (isinstance(pixel_size_mm, bool) or not isinstance(pixel_size_mm, (int, float, np.number))
+      or not np.isfinite(pixel_size_mm) or not pixel_size_mm > 0):
+    raise ValueError(f"{name('pixel_size_mm')} must be a finite number > 0 (mm); "
+                     f"got {pixel_size_mm!r}")
+  try:
+    lo, hi = count
+  except (TypeError, ValueError):
+    lo = hi = None
+  if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+             for v in (lo, hi)) or not 0 <= lo <= hi:
+    raise ValueError(f"{name('count')} must be two integers (lo, hi) with 0 <= lo <= hi; "
+                     f"got {count!r}")
+  try:
+    r_lo, r_hi = (float(v) for v in radius_mm)
+  except (TypeError, ValueError):
+    r_lo = r_hi = float("nan")
+  if not (np.isfinite(r_lo) and np.isfinite(r_hi) and 0 < r_lo <= r_hi):
+    raise ValueError(f"{name('radius_mm')} must be (lo, hi) in mm with 0 < lo <= hi; "
+                     f"got {radius_mm!r}")
+  hosts = np.atleast_1d(np.asarray(host_labels))
+  if hosts.size == 0 or hosts.ndim != 1 or not np.issubdtype(hosts.dtype, np.integer):
+    raise ValueError(f"{name('host_labels')} must be a non-empty sequence of integer "
+                     f"labels; got {host_labels!r}")
+  if not 0 <= irregularity < 1:
+    raise ValueError(f"{name('irregularity')} must be in [0, 1); got {irregularity!r}")
+  if not (np.isfinite(max_elongation) and max_elongation >= 1):
+    raise ValueError(f"{name('max_elongation')} must be a finite number >= 1; "
+                     f"got {max_elongation!r}")
+  return {"pixel_size_mm": float(pixel_size_mm), "count": (int(lo), int(hi)),
+          "radius_mm": (r_lo, r_hi), "host_labels": hosts.tolist(),
+          "irregularity": float(irregularity), "max_elongation": float(max_elongation)}
+
+
+def _draw_lesions(labels, rng, **kwargs) -> tuple[list[np.ndarray], list[dict[str, Any]]]:
+  """`random_lesion_mask`'s lesions one by one: (bool masks, JSON-able records)."""
+  labels = np.asarray(labels)
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"labels must be an integer label array; got {labels.dtype}")
+  shape = _check_spatial_shape(labels.shape)
+  args = _check_lesion_args(**kwargs)
+  ndim = len(shape)
+  host = np.isin(labels, args["host_labels"])
+  candidates = np.flatnonzero(host)
+  if candidates.size == 0:
+    return [], []
+  num = min(int(rng.integers(args["count"][0], args["count"][1] + 1)), candidates.size)
+  centres = np.stack(np.unravel_index(
+      candidates[rng.choice(candidates.size, size=num, replace=False)], shape), axis=1)
+  irregularity = args["irregularity"]
+  face = ndimage.generate_binary_structure(ndim, 1)
+  masks, records = [], []
+  for centre in centres:
+    radius_mm = float(rng.uniform(*args["radius_mm"]))
+    log_axes = rng.uniform(-0.5, 0.5, ndim) * np.log(args["max_elongation"])
+    axes = radius_mm / args["pixel_size_mm"] * np.exp(log_axes - log_axes.mean())
+    angles = rng.uniform(0.0, 180.0) if ndim == 2 else rng.uniform(0.0, 360.0, 3)
+    half = int(np.ceil((1.0 + irregularity) * axes.max())) + 1
+    box = (2 * half + 1,) * ndim
+    # Coordinates of the box pixels in the lesion's own (rotated) frame.
+    offsets = identity_coords(box) - half
+    local = np.tensordot(rotation_matrix(angles, ndim).T, offsets, axes=1)
+    distance = np.sqrt(np.sum((local / axes.reshape((ndim,) + (1,) * ndim)) ** 2, axis=0))
+    field = np.clip(smooth_random_field(box, rng, grid=LESION_FIELD_GRID,
+                                        std=LESION_FIELD_STD), -1.0, 1.0)
+    # The box's overlap with the array, in array and in box indices.
+    lo = np.maximum(centre - half, 0)
+    hi = np.minimum(centre + half + 1, shape)
+    in_array = tuple(slice(a, b) for a, b in zip(lo, hi))
+    in_box = tuple(slice(a - c + half, b - c + half) for a, b, c in zip(lo, hi, centre))
+    inside = (distance < 1.0 + irregularity * field)[in_box] & host[in_array]
+    # Keep the piece that holds the centre (the host cut or a bump of the field
+    # can leave islands).
+    pieces, _ = ndimage.label(inside, structure=face)
+    piece = pieces[tuple(centre - lo)]
+    mask = np.zeros(shape, bool)
+    mask[in_array] = pieces == piece
+    masks.append(mask)
+    records.append({"centre_vox": centre.tolist(), "radius_mm": radius_mm,
+                    "semi_axes_vox": axes.tolist(),
+                    "rotation_deg": float(angles) if ndim == 2 else angles.tolist(),
+                    "num_pixels": int(mask.sum())})
+  return masks, records
+
+
+def _lesion_settings(lesions: Mapping[str, Any]) -> dict[str, Any]:
+  """`DEFAULT_LESIONS` updated by `lesions`, validated (errors name ``lesions[key]``)."""
+  if not isinstance(lesions, Mapping):
+    raise ValueError(f"lesions must be None or a mapping of lesion settings (keys "
+                     f"{sorted(DEFAULT_LESIONS)}); got {type(lesions).__name__}")
+  unknown = set(lesions) - set(DEFAULT_LESIONS)
+  if unknown:
+    raise ValueError(f"lesions has unknown keys {sorted(unknown)}; expected some of "
+                     f"{sorted(DEFAULT_LESIONS)}")
+  settings = {**DEFAULT_LESIONS, **lesions}
+  name = lambda key: f"lesions[{key!r}]"  # pylint: disable=unnecessary-lambda-assignment
+  probability = settings["probability"]
+  if not (isinstance(probability, (int, float, np.number)) and 0 <= probability <= 1):
+    raise ValueError(f"{name('probability')} must be in [0, 1]; got {probability!r}")
+  try:
+    c_lo, c_hi = (float(v) for v in settings["contrast"])
+  except (TypeError, ValueError):
+    c_lo = c_hi = float("nan")
+  if not 0 <= c_lo <= c_hi <= 1:
+    raise ValueError(f"{name('contrast')} must be (lo, hi) with 0 <= lo <= hi <= 1 (a "
+                     f"hypo-intense lesion has 1 - c >= 0 times the host intensity); "
+                     f"got {settings['contrast']!r}")
+  args = _check_lesion_args(pixel_size_mm=1.0, count=settings["count"],
+                            radius_mm=settings["radius_mm"],
+                            host_labels=settings["host_labels"],
+                            irregularity=settings["irregularity"],
+                            max_elongation=settings["max_elongation"], name=name)
+  del args["pixel_size_mm"]
+  return {**args, "probability": float(probability), "contrast": (c_lo, c_hi)}
+
+
+def _insert_lesions(image, labels, rng, settings, pixel_size_mm):
+  """Draws lesions (probability, shapes, contrasts) and paints them into `image`.
+
+  Returns ``(image, bool mask, JSON-able record)``; `image` is a new array.
+  """
+  present = bool(rng.uniform() < settings["probability"])
+  masks, records = [], []
+  if present:
+    masks, records = _draw_lesions(
+        labels, rng, pixel_size_mm=pixel_size_mm, count=settings["count"],
+        radius_mm=settings["radius_mm"], host_labels=settings["host_labels"],
+        irregularity=settings["irregularity"], max_elongation=settings["max_elongation"])
+  out = image.copy()
+  mask = np.zeros(labels.shape, bool)
+  factors = []
+  for lesion, record in zip(masks, records):
+    # A random sign per lesion: hyper-intense (as lesions on T2 / FLAIR, where
+    # their water content makes them bright) or hypo-intense (as on T1, where
+    # they are dark). Relative to the host tissue (its intensity and texture),
+    # not absolute, so any contrast of step 2 gets visible lesions.
+    c = rng.uniform(*settings["contrast"])
+    sign = 1.0 if rng.uniform() < 0.5 else -1.0
+    factor = 1.0 + sign * c
+    out[lesion] = image[lesion] * factor  # where lesions overlap, the last one's
+    mask |= lesion
+    record["contrast_factor"] = factor
+    factors.append(factor)
+  return out, mask, {"present": present, "num_lesions": len(masks),
+                     "contrast_factors": factors, "num_pixels": int(mask.sum()),
+                     "lesions": records}
+
+
+# ----------------------------------------------------------------------------
 # Contrast.
 
 
@@ -489,19 +735,30 @@ def synthesize_image(labels: np.ndarray | None, rng: np.random.Generator, *,
     >>> img.dtype, out.dtype, bool(np.array_equal(out, lab))
     (dtype('float32'), dtype('int32'), True)
   """
-  image, labels, _ = _synthesize_image(labels, rng, probabilities=probabilities,
-                                       contrast=contrast, deformation=deformation,
-                                       mean_jitter=mean_jitter, texture_std=texture_std,
-                                       blur_sigma_vox=blur_sigma_vox, bias_std=bias_std,
-                                       bias_grid=bias_grid, noise_std=noise_std,
-                                       robust_percentile=robust_percentile)
+  image, labels, _, _ = _synthesize_image(
+      labels, rng, probabilities=probabilities, contrast=contrast,
+      deformation=deformation, mean_jitter=mean_jitter, texture_std=texture_std,
+      blur_sigma_vox=blur_sigma_vox, bias_std=bias_std, bias_grid=bias_grid,
+      noise_std=noise_std, robust_percentile=robust_percentile)
   return image, labels
 
 
 def _synthesize_image(labels, rng, *, probabilities, contrast, deformation, mean_jitter,
                       texture_std, blur_sigma_vox, bias_std, bias_grid, noise_std,
-                      robust_percentile):
-  """`synthesize_image`, also returning a JSON-able record of the drawn values."""
+                      robust_percentile, lesions=None, lesion_rng=None,
+                      pixel_size_mm=None):
+  """`synthesize_image`, with optional lesions, and a JSON-able record of the draws.
+
+  Lesions (`_lesion_settings` of a ``lesions`` mapping, or None) are drawn
+  from `lesion_rng` alone, in the output geometry after step 1, and painted
+  between steps 2 and 3, so every draw from `rng` is the same with and
+  without them. `pixel_size_mm` is the output pixel size (mm) their radii are
+  measured in.
+
+  Returns:
+    ``(image, labels, lesion mask or None, record)``: float32, int32 and bool
+    ``[*spatial]``, and a dict (with ``"lesions"`` when lesions are given).
+  """
   if contrast not in CONTRASTS:
     raise ValueError(f"contrast must be one of {list(CONTRASTS)}; got {contrast!r}")
   texture_std = _check_range(texture_std, "texture_std")
@@ -550,6 +807,12 @@ def _synthesize_image(labels, rng, *, probabilities, contrast, deformation, mean
     image = np.sum(probs.reshape(NUM_LABELS, -1) * tissue, axis=0).reshape(labels.shape)
   image = np.clip(image, 0.0, None)
 
+  # 2b. Lesions, in the output geometry (exact masks), from their own generator.
+  lesion_mask = None
+  if lesions is not None:
+    image, lesion_mask, record["lesions"] = _insert_lesions(image, labels, lesion_rng,
+                                                            lesions, pixel_size_mm)
+
   # 3. Partial-volume blur.
   sigma = rng.uniform(*blur_sigma_vox, labels.ndim)
   if np.any(sigma > 0):
@@ -573,7 +836,7 @@ def _synthesize_image(labels, rng, *, probabilities, contrast, deformation, mean
   record.update({"tissue_means": means, "texture_std": stds, "blur_sigma_vox": sigma,
                  "log_bias_std": log_bias_std, "noise_std": sigma_n,
                  "robust_max": peak})
-  return image.astype(np.float32), labels, prov.to_jsonable(record)
+  return image.astype(np.float32), labels, lesion_mask, prov.to_jsonable(record)
 
 
 # ----------------------------------------------------------------------------
@@ -817,6 +1080,7 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
                       slab_fraction: float = 0.5, fov_margin: float | None = 0.1,
                       pixel_size_mm: float | None = None,
                       deformation: Mapping[str, Any] | None = DEFAULT_DEFORMATION,
+                      lesions: Mapping[str, Any] | None = None,
                       **image_kwargs: Any) -> dict[str, Any]:
   """Synthesized multi-coil training slices from a template label volume.
 
@@ -830,9 +1094,25 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
      the whole plane;
   2. a contrast: `contrast` if it is a name, else one of the given names
      drawn uniformly;
-  3. `synthesize_image` (deformation, contrast, blur, bias, noise, [0, 1]);
+  3. `synthesize_image` (deformation, contrast, blur, bias, noise, [0, 1]),
+     with `lesions` painted in after the deformation and contrast;
   4. `synthesize_kspace` (smooth phase, loop coils, noise at `snr_db` per
      coil over that slice).
+
+  Lesions: with a `lesions` mapping, sample ``s`` draws from its own
+  generator ``np.random.default_rng([seed, s, 1])``: with probability
+  ``probability`` it gets lesions (else none), `random_lesion_mask` with
+  ``count``, ``radius_mm`` (mm, measured with the output pixel size),
+  ``host_labels``, ``irregularity`` and ``max_elongation``, drawn on the
+  deformed labels (the image's geometry, so the mask is exact); then per
+  lesion ``c`` uniform in ``contrast`` and a random sign, and its pixels'
+  intensity (host tissue mean plus texture) is multiplied by ``1 + sign c``
+  before blur, bias, noise and normalization. The tissue generator is not
+  touched: the anatomy, contrast, deformation, bias and noise draws of a
+  sample are those it has without lesions, and the image differs only at the
+  lesions, their blur spill-over, and by the normalization's scale where a
+  lesion changes the robust maximum. The tissue ``labels`` stay the tissue
+  labels (a lesion keeps the label of the tissue it sits in).
 
   Args:
     labels_volume: integer ``[X, Y, Z]`` labels in ``{0, 1, 2, 3}``
@@ -850,6 +1130,12 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
       frames the whole plane instead.
     pixel_size_mm: overrides the framing's pixel size (mm).
     deformation: keyword arguments of `random_deformation`, or None.
+    lesions: None (no lesions: the output is exactly that of a call without
+      this argument, apart from an all-False ``lesions`` array) or a mapping
+      with some of the keys of `DEFAULT_LESIONS` (the others take its values):
+      ``probability`` in ``[0, 1]``, ``count`` (two ints), ``radius_mm``
+      (two mm), ``contrast`` (``0 <= lo <= hi <= 1``), ``irregularity``,
+      ``max_elongation``, ``host_labels``.
     **image_kwargs: further arguments of `synthesize_image` (``mean_jitter``,
       ``texture_std``, ``blur_sigma_vox``, ``bias_std``, ``bias_grid``,
       ``noise_std``, ``robust_percentile``).
@@ -861,12 +1147,18 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
       (RSS of the noiseless coil images = the synthesized magnitude, in
       ``[0, 1]``); ``noise`` complex64 ``[S, C, H, W]``; ``noise_std``
       float32 ``[S, C]``; ``labels`` int32 ``[S, H, W]`` (exactly the
-      target's geometry); ``slice_index`` int64 ``[S]``; and ``provenance``,
+      target's geometry); ``lesions`` bool ``[S, H, W]`` (the exact lesion
+      masks, all False without `lesions`); ``slice_index`` int64 ``[S]``;
+      and ``provenance``,
       a JSON-able dict: ``synthesized`` (True), ``template``,
       ``template_sha256`` (of `labels_volume`), ``generator``, ``reference``,
       ``contrast``, ``seed``, the geometry and acquisition arguments,
       ``target``, ``kspace_origin`` and ``samples`` (per slice: index,
-      contrast and the drawn values).
+      contrast and the drawn values). With `lesions`, also ``lesions`` (the
+      settings) and ``lesion_rng``, and per sample ``lesions``:
+      ``present``, ``num_lesions``, ``contrast_factors`` (``1 + sign c`` per
+      lesion), ``num_pixels`` and per lesion its centre, radius, semi-axes,
+      rotation, pixel count and factor.
   """
   labels_volume = np.asarray(labels_volume)
   _check_labels(labels_volume, "labels_volume")
@@ -886,6 +1178,7 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
   unknown = set(image_kwargs) - set(_IMAGE_KEYS)
   if unknown:
     raise ValueError(f"unknown synthesize_image arguments: {sorted(unknown)}")
+  lesion_settings = None if lesions is None else _lesion_settings(lesions)
   axis = int(axis) % 3
   positions = slice_positions(labels_volume, num_slices, axis=axis,
                               slab_fraction=slab_fraction)
@@ -897,7 +1190,7 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
                                         margin=fov_margin)
     pixel = pixel if pixel_size_mm is None else pixel_size_mm
   keys = ("kspace", "image", "maps", "target", "noise", "noise_std")
-  out: dict[str, list] = {k: [] for k in keys + ("labels",)}
+  out: dict[str, list] = {k: [] for k in keys + ("labels", "lesions")}
   samples = []
   for s, index in enumerate(positions):
     rng = np.random.default_rng([int(seed), s])
@@ -905,14 +1198,18 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
     grid_labels, pixel = plane_to_grid(plane, voxel_sizes[in_plane], shape, pixel,
                                        center_vox=center)
     name = choices[int(rng.integers(len(choices)))] if len(choices) > 1 else choices[0]
-    magnitude, labels, record = _synthesize_image(
+    magnitude, labels, lesion_mask, record = _synthesize_image(
         grid_labels, rng, probabilities=None, contrast=name,
-        deformation=deformation, **{**_IMAGE_DEFAULTS, **image_kwargs})
+        deformation=deformation, **{**_IMAGE_DEFAULTS, **image_kwargs},
+        lesions=lesion_settings, lesion_rng=np.random.default_rng([int(seed), s, 1]),
+        pixel_size_mm=pixel)
     acq = synthesize_kspace(magnitude, rng, num_coils=num_coils, snr_db=snr_db,
                             phase_rms=phase_rms)
     for k in keys:
       out[k].append(acq[k])
     out["labels"].append(labels)
+    out["lesions"].append(np.zeros(labels.shape, bool) if lesion_mask is None
+                          else lesion_mask)
     samples.append({"sample": s, "slice_index": int(index), "rng": [int(seed), s],
                     **record})
   result: dict[str, Any] = {k: np.stack(v) for k, v in out.items()}
@@ -934,7 +1231,11 @@ def synthesize_slices(labels_volume: np.ndarray, voxel_sizes: Sequence[float], *
                         False, "how": "label template -> random-contrast magnitude "
                         "with smooth random phase -> loop-coil maps, FFT, complex "
                         "Gaussian noise (fdl.data.synthesis)"},
-      "samples": samples})
+      "samples": samples,
+      # Only with lesions: without, the record is the one it always was.
+      **({} if lesion_settings is None else {
+          "lesions": lesion_settings,
+          "lesion_rng": "numpy.random.default_rng([seed, sample, 1])"})})
   return result
 
 

@@ -21,6 +21,16 @@ Conventions, shared by every function here:
   reference volume (inf when the reference is empty and the prediction is not, NaN when
   both are empty).
 
+- **Lesion detection** (`lesion_detection`, for binary lesion masks): lesions are the
+  connected components of a mask (``connectivity`` 1: face neighbours only; up to
+  ``ndim``: every neighbour), components under ``min_size`` voxels left out of both
+  masks; a reference lesion is *detected* when any of its voxels is predicted, else
+  *missed*; a predicted component that touches no reference lesion is *invented* (a
+  false positive). Sensitivity ``detected / num_reference`` and precision
+  ``(num_predicted - invented) / num_predicted``, NaN when the denominator is 0;
+  `sum_lesion_detection` pools the counts of several slices or volumes and recomputes
+  both.
+
 `score_segmentation` gives all of them per class plus the foreground means, and
 `format_table` prints them.
 """
@@ -39,8 +49,10 @@ __all__ = [
     "dice",
     "format_table",
     "hausdorff95",
+    "lesion_detection",
     "mean_foreground_dice",
     "score_segmentation",
+    "sum_lesion_detection",
     "surface",
     "volume_difference",
 ]
@@ -262,6 +274,131 @@ def volume_difference(pred_mask: Any, target_mask: Any, voxel_sizes: Sequence[fl
   else:
     relative = math.inf if pred_volume > 0 else math.nan
   return VolumeDifference(float(absolute), float(relative))
+
+
+# The counts of `lesion_detection`, which `sum_lesion_detection` adds up.
+_DETECTION_COUNTS = ("num_reference", "num_predicted", "detected", "missed", "invented")
+
+
+def _components(mask: np.ndarray, structure: np.ndarray, min_size: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """Connected components of ``mask``: (label map, bool keep-table over label values)."""
+  labels, num = ndimage.label(mask, structure=structure)
+  keep = np.bincount(labels.ravel(), minlength=num + 1) >= min_size
+  keep[0] = False  # background
+  return labels, keep
+
+
+def _with_rates(counts: Mapping[str, int]) -> dict[str, Any]:
+  """The counts plus sensitivity and precision (NaN for a zero denominator)."""
+  out: dict[str, Any] = {k: int(counts[k]) for k in _DETECTION_COUNTS}
+  n_ref, n_pred = out["num_reference"], out["num_predicted"]
+  out["sensitivity"] = out["detected"] / n_ref if n_ref else math.nan
+  out["precision"] = (n_pred - out["invented"]) / n_pred if n_pred else math.nan
+  return out
+
+
+def lesion_detection(pred_mask: Any, target_mask: Any, *, connectivity: int = 1,
+                     min_size: int = 1) -> dict[str, Any]:
+  """Lesion-wise detection counts of a binary prediction against a reference mask.
+
+  Lesions are the connected components of each mask (``scipy.ndimage.label`` with
+  ``ndimage.generate_binary_structure(ndim, connectivity)``); components with fewer than
+  ``min_size`` voxels are dropped from both masks before matching (as if absent). A
+  reference lesion is *detected* when at least one of its voxels is predicted (by a kept
+  predicted component), else *missed*; a kept predicted component is *invented* (a false
+  positive) when it touches no kept reference lesion. One predicted component spanning
+  two reference lesions detects both and counts once in the precision.
+
+  Args:
+    pred_mask: boolean (or 0/1) mask of any rank >= 1, e.g. ``[H, W]`` or ``[D, H, W]``.
+    target_mask: boolean mask of the same shape (the reference).
+    connectivity: neighbourhood of a component, an int in ``[1, ndim]``: 1 joins face
+      neighbours only (4 in 2-D, 6 in 3-D), ``ndim`` every neighbour (8 in 2-D, 26 in
+      3-D).
+    min_size: the smallest component counted, in voxels, an int >= 1.
+
+  Returns:
+    ``{"num_reference", "num_predicted", "detected", "missed", "invented"}`` as Python
+    ints (``detected + missed == num_reference``), plus floats ``"sensitivity"``
+    (``detected / num_reference``, NaN without reference lesions) and ``"precision"``
+    (``(num_predicted - invented) / num_predicted``, NaN without predicted components).
+
+  Raises:
+    ValueError: masks not boolean or 0/1, shapes differ, or ``connectivity`` or
+      ``min_size`` out of range.
+
+  Examples:
+    Two reference lesions, one hit, one missed, and one invented component:
+
+    >>> import numpy as np
+    >>> ref = np.zeros((6, 8), bool); ref[1:3, 1:3] = True; ref[4, 6] = True
+    >>> pred = np.zeros((6, 8), bool); pred[2, 2] = True; pred[5, 0] = True
+    >>> r = lesion_detection(pred, ref)
+    >>> r["detected"], r["missed"], r["invented"], r["sensitivity"], r["precision"]
+    (1, 1, 1, 0.5, 0.5)
+  """
+  pred_mask, target_mask = _check_masks(pred_mask, target_mask)
+  ndim = pred_mask.ndim
+  if (isinstance(connectivity, bool) or not isinstance(connectivity, (int, np.integer))
+      or not 1 <= connectivity <= ndim):
+    raise ValueError(f"connectivity must be an int in [1, {ndim}] for {ndim}-D masks; "
+                     f"got {connectivity!r}")
+  if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) \
+      or min_size < 1:
+    raise ValueError(f"min_size must be an int >= 1 (voxels); got {min_size!r}")
+  structure = ndimage.generate_binary_structure(ndim, int(connectivity))
+  ref_labels, ref_keep = _components(target_mask, structure, int(min_size))
+  pred_labels, pred_keep = _components(pred_mask, structure, int(min_size))
+  ref_kept, pred_kept = ref_keep[ref_labels], pred_keep[pred_labels]
+  num_reference, num_predicted = int(ref_keep.sum()), int(pred_keep.sum())
+  detected = np.unique(ref_labels[ref_kept & pred_kept]).size
+  touching = np.unique(pred_labels[pred_kept & ref_kept]).size
+  return _with_rates({"num_reference": num_reference, "num_predicted": num_predicted,
+                      "detected": detected, "missed": num_reference - detected,
+                      "invented": num_predicted - touching})
+
+
+def sum_lesion_detection(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+  """Pools `lesion_detection` results (of slices, volumes): counts added, rates redone.
+
+  The pooled sensitivity is ``sum(detected) / sum(num_reference)`` and the precision
+  ``(sum(num_predicted) - sum(invented)) / sum(num_predicted)``, lesion-weighted (not a
+  mean of per-slice rates, which slices without lesions would make NaN).
+
+  Args:
+    results: a sequence of dicts with (at least) the counts of `lesion_detection`.
+
+  Returns:
+    A dict with the keys of `lesion_detection`; all counts 0 and NaN rates for an empty
+    sequence.
+
+  Raises:
+    ValueError: an item is not a mapping with those counts.
+
+  Examples:
+    >>> import numpy as np
+    >>> a = lesion_detection(np.array([1, 0, 0, 1]), np.array([1, 0, 1, 0]))
+    >>> b = lesion_detection(np.array([0, 0, 0, 0]), np.array([0, 0, 0, 1]))
+    >>> a["sensitivity"], b["sensitivity"]
+    (0.5, 0.0)
+    >>> total = sum_lesion_detection([a, b])
+    >>> total["num_reference"], total["detected"], total["sensitivity"], total["precision"]
+    (3, 1, 0.3333333333333333, 0.5)
+  """
+  if isinstance(results, Mapping) or isinstance(results, str):
+    raise ValueError("results must be a sequence of lesion_detection dicts; got one "
+                     f"{type(results).__name__}")
+  totals = dict.fromkeys(_DETECTION_COUNTS, 0)
+  for i, result in enumerate(results):
+    missing = [k for k in _DETECTION_COUNTS
+               if not isinstance(result, Mapping) or k not in result]
+    if missing:
+      raise ValueError(f"results[{i}] must be a lesion_detection dict with the counts "
+                       f"{list(_DETECTION_COUNTS)}; it lacks {missing}")
+    for k in _DETECTION_COUNTS:
+      totals[k] += int(result[k])
+  return _with_rates(totals)
 
 
 def _label_names(label_names: Mapping[int, str] | Sequence[str]) -> dict[int, str]:

@@ -2,7 +2,8 @@
 random maps keep the label set, affine maps scale tissue volumes by det M), contrast
 orderings, smooth bias, k-space that recovers the image at the requested SNR and
 passes the data-crime audit (while a phase-free image is flagged), slices and their
-provenance."""
+provenance; synthetic lesions (inside the host tissues, count, size and contrast as
+drawn, exact masks, their own generator so the lesion-free output is untouched)."""
 
 import json
 
@@ -390,6 +391,217 @@ def test_synthesized_slices_become_a_volume(brain3d):
   assert isinstance(volume, Volume) and volume.num_slices == 2
   assert volume.source["synthesized"] is True and volume.source["template"] == "toy"
   assert np.isfinite(volume.scale) and volume.scale > 0
+
+
+# ---------------------------------------------------------------- lesions
+
+
+def test_lesion_mask_lies_in_the_host_tissues(brain2d):
+  for seed in range(6):
+    rng = np.random.default_rng(seed)
+    mask = syn.random_lesion_mask(brain2d, rng, pixel_size_mm=0.5, count=(1, 3))
+    assert mask.dtype == bool and mask.shape == brain2d.shape and mask.any()
+    assert set(np.unique(brain2d[mask])) <= {2, 3}  # GM and WM by default
+    only_wm = syn.random_lesion_mask(brain2d, np.random.default_rng(seed),
+                                     pixel_size_mm=0.5, host_labels=(3,))
+    assert only_wm.any() and np.all(brain2d[only_wm] == 3)
+  # No host pixel: no lesion.
+  csf = np.where(brain2d > 0, 1, 0).astype(np.int32)
+  assert not syn.random_lesion_mask(csf, np.random.default_rng(0), pixel_size_mm=1.0).any()
+  assert not syn.random_lesion_mask(brain2d, np.random.default_rng(0), pixel_size_mm=1.0,
+                                    count=(0, 0)).any()
+
+
+def test_lesion_mask_is_deterministic(brain2d):
+  kwargs = dict(pixel_size_mm=0.5, count=(2, 3))
+  a = syn.random_lesion_mask(brain2d, np.random.default_rng(4), **kwargs)
+  b = syn.random_lesion_mask(brain2d, np.random.default_rng(4), **kwargs)
+  c = syn.random_lesion_mask(brain2d, np.random.default_rng(5), **kwargs)
+  np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(a, c)
+
+
+def test_lesion_count_gives_separate_components():
+  # Small lesions (radius <= 1.5 (1.3) px) in a uniform host: each lesion is one
+  # face-connected region, so two lesions whose centres are far apart are two components.
+  labels = np.full((40, 40), 3, np.int32)
+  separated = 0
+  for seed in range(10):
+    masks, records = syn._draw_lesions(
+        labels, np.random.default_rng(seed), pixel_size_mm=1.0, count=(2, 2),
+        radius_mm=(1.0, 1.5), host_labels=(3,), irregularity=0.3, max_elongation=2.0)
+    assert len(masks) == len(records) == 2
+    for mask in masks:
+      assert ndimage.label(mask)[1] == 1
+    union = syn.random_lesion_mask(labels, np.random.default_rng(seed), pixel_size_mm=1.0,
+                                   count=(2, 2), radius_mm=(1.0, 1.5))
+    np.testing.assert_array_equal(union, masks[0] | masks[1])
+    # Largest extent from the centre: 1.5 * sqrt(2) * 1.3 < 2.8 px.
+    a, b = (np.asarray(r["centre_vox"]) for r in records)
+    if np.abs(a - b).max() > 6:
+      separated += 1
+      assert ndimage.label(union)[1] == 2
+  assert separated >= 8
+  counts = {len(syn._draw_lesions(labels, np.random.default_rng(seed), pixel_size_mm=1.0,
+                                  count=(1, 3), radius_mm=(1.0, 1.0), host_labels=(3,),
+                                  irregularity=0.0, max_elongation=1.0)[0])
+            for seed in range(20)}
+  assert counts == {1, 2, 3}
+
+
+@pytest.mark.parametrize("irregularity", [0.0, 0.3])
+def test_lesion_area_honours_radius_and_irregularity(irregularity):
+  # One lesion of radius r in [3, 4] mm at 0.5 mm pixels (6-8 px) in a uniform host,
+  # away from the array's edge: its area lies between (1 -+ irregularity)^2 pi r^2,
+  # up to the pixels its boundary crosses (~ the perimeter).
+  labels = np.full((96, 96), 3, np.int32)
+  checked = 0
+  for seed in range(8):
+    masks, records = syn._draw_lesions(
+        labels, np.random.default_rng(seed), pixel_size_mm=0.5, count=(1, 1),
+        radius_mm=(3.0, 4.0), host_labels=(3,), irregularity=irregularity,
+        max_elongation=2.0)
+    (mask,), (record,) = masks, records
+    r_px = record["radius_mm"] / 0.5
+    assert 3.0 <= record["radius_mm"] <= 4.0
+    axes = np.asarray(record["semi_axes_vox"])
+    np.testing.assert_allclose(np.prod(axes), r_px ** 2, rtol=1e-12)
+    assert axes.max() / axes.min() <= 2.0 + 1e-12
+    reach = (1 + irregularity) * axes.max() + 1
+    centre = np.asarray(record["centre_vox"])
+    if np.any(centre < reach) or np.any(centre > 95 - reach):
+      continue  # cut by the array's edge
+    checked += 1
+    area = mask.sum()
+    perimeter = 2 * np.pi * r_px * np.sqrt(2.0)
+    lo = (1 - irregularity) ** 2 * np.pi * r_px ** 2 - perimeter
+    hi = (1 + irregularity) ** 2 * np.pi * r_px ** 2 + perimeter
+    assert lo <= area <= hi, (seed, area, lo, hi)
+    assert record["num_pixels"] == area
+    if irregularity == 0.0:  # an exact ellipse of area pi r^2
+      np.testing.assert_allclose(area, np.pi * r_px ** 2, rtol=0.08)
+  assert checked >= 4
+
+
+def test_lesion_mask_in_3d():
+  labels = _brain((24, 24, 24))
+  mask = syn.random_lesion_mask(labels, np.random.default_rng(0), pixel_size_mm=1.0,
+                                count=(2, 2), radius_mm=(2.0, 3.0))
+  assert mask.shape == labels.shape and mask.any()
+  assert set(np.unique(labels[mask])) <= {2, 3}
+
+
+LESIONS = {"probability": 1.0, "count": (1, 3), "radius_mm": (1.5, 3.0)}
+SLICES = dict(template="toy", num_slices=2, shape=(40, 40), num_coils=2)
+
+
+def test_slices_without_lesions_are_unchanged(brain3d):
+  plain = syn.synthesize_slices(brain3d, (1.0, 1.0, 1.0), seed=3, **SLICES)
+  none = syn.synthesize_slices(brain3d, (1.0, 1.0, 1.0), seed=3, lesions=None, **SLICES)
+  for key in plain:
+    if key != "provenance":
+      np.testing.assert_array_equal(plain[key], none[key], err_msg=key)
+  assert plain["provenance"] == none["provenance"]
+  assert "lesions" not in plain["provenance"]
+  assert all("lesions" not in s for s in plain["provenance"]["samples"])
+  assert plain["lesions"].shape == (2, 40, 40) and plain["lesions"].dtype == bool
+  assert not plain["lesions"].any()
+
+
+def test_slices_with_lesions_change_only_the_lesions(brain3d):
+  plain = syn.synthesize_slices(brain3d, (1.0, 1.0, 1.0), seed=3, **SLICES)
+  a = syn.synthesize_slices(brain3d, (1.0, 1.0, 1.0), seed=3, lesions=LESIONS, **SLICES)
+  b = syn.synthesize_slices(brain3d, (1.0, 1.0, 1.0), seed=3, lesions=LESIONS, **SLICES)
+  for key in a:
+    if key != "provenance":
+      np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+  assert a["provenance"] == b["provenance"]
+  json.dumps(a["provenance"])
+  # The tissue labels are the tissue labels; the lesions lie in GM and WM.
+  np.testing.assert_array_equal(a["labels"], plain["labels"])
+  assert a["lesions"].any(axis=(1, 2)).all()
+  assert set(np.unique(a["labels"][a["lesions"]])) <= {2, 3}
+  p = a["provenance"]
+  assert p["lesions"]["probability"] == 1.0 and p["lesions"]["count"] == [1, 3]
+  assert p["lesion_rng"] == "numpy.random.default_rng([seed, sample, 1])"
+  for s, sample in enumerate(p["samples"]):
+    record = sample["lesions"]
+    assert record["present"] and 1 <= record["num_lesions"] <= 3
+    assert len(record["contrast_factors"]) == record["num_lesions"]
+    for f in record["contrast_factors"]:
+      assert 0.3 <= abs(f - 1) <= 0.8
+    assert record["num_pixels"] == a["lesions"][s].sum()
+    # The tissue draws are those without lesions.
+    plain_sample = {k: v for k, v in plain["provenance"]["samples"][s].items()
+                    if k != "robust_max"}
+    assert {k: v for k, v in sample.items() if k not in ("lesions", "robust_max")
+            } == plain_sample
+  # Away from the lesions (beyond the blur's reach: sigma <= 1 px, truncated at 4
+  # sigma), the target is the lesion-free one up to the normalization's scale.
+  for s in range(2):
+    near = ndimage.binary_dilation(a["lesions"][s], np.ones((3, 3), bool), iterations=5)
+    x, y = a["target"][s], plain["target"][s]
+    far = ~near & (y > 0.05) & (x < 1) & (y < 1)  # clipped pixels aside
+    ratio = x[far] / y[far]
+    np.testing.assert_allclose(ratio, np.median(ratio), rtol=1e-4)
+    # Inside them it is not (small, blurred lesions: a few percent of full scale on
+    # average, against < 1e-4 far away).
+    diff = np.abs(x / np.median(ratio) - y)
+    assert diff[a["lesions"][s]].mean() > 0.005 > 50 * diff[far].max()
+
+
+def test_lesion_probability_zero_gives_no_lesion_and_the_plain_image(brain3d):
+  plain = syn.synthesize_slices(brain3d, (1.0, 1.0, 1.0), seed=3, **SLICES)
+  out = syn.synthesize_slices(brain3d, (1.0, 1.0, 1.0), seed=3,
+                              lesions={"probability": 0.0}, **SLICES)
+  assert not out["lesions"].any()
+  np.testing.assert_array_equal(out["target"], plain["target"])
+  assert [s["lesions"]["num_lesions"] for s in out["provenance"]["samples"]] == [0, 0]
+
+
+def test_lesion_intensity_is_the_drawn_factor_times_the_host(brain3d):
+  # No deformation, blur, bias, noise or texture, and a plain maximum: each pixel is
+  # its tissue's mean, times the lesion's factor inside a lesion.
+  for seed in range(3):
+    out = syn.synthesize_slices(
+        brain3d, (1.0, 1.0, 1.0), seed=seed, deformation=None, contrast="t1",
+        lesions={"probability": 1.0, "count": (1, 1), "radius_mm": (2.0, 3.0)},
+        **{**SLICES, **CLEAN, "robust_percentile": 100.0})
+    for s in range(2):
+      (factor,) = out["provenance"]["samples"][s]["lesions"]["contrast_factors"]
+      target, labels, lesion = out["target"][s], out["labels"][s], out["lesions"][s]
+      for k in np.unique(labels[lesion]):
+        host = target[(labels == k) & ~lesion].mean()
+        np.testing.assert_allclose(target[(labels == k) & lesion] / host, factor,
+                                   rtol=1e-4)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(count=(3, 1)), "count"),
+    (dict(count=(-1, 2)), "count"),
+    (dict(count=(1.5, 2)), "count"),
+    (dict(radius_mm=(0.0, 2.0)), "radius_mm"),
+    (dict(radius_mm=(3.0, 2.0)), "radius_mm"),
+    (dict(pixel_size_mm=0.0), "pixel_size_mm"),
+    (dict(irregularity=1.0), "irregularity"),
+    (dict(host_labels=()), "host_labels"),
+])
+def test_bad_lesion_arguments_are_named(brain2d, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    syn.random_lesion_mask(brain2d, np.random.default_rng(0),
+                           **{"pixel_size_mm": 1.0, **kwargs})
+
+
+@pytest.mark.parametrize("lesions, match", [
+    ({"probability": 1.5}, r"lesions\['probability'\]"),
+    ({"contrast": (0.5, 1.2)}, r"lesions\['contrast'\]"),
+    ({"count": (2, 1)}, r"lesions\['count'\]"),
+    ({"radius": (1, 2)}, "unknown keys"),
+    ((0.5, 1.0), "mapping"),
+])
+def test_bad_lesion_settings_are_named(brain3d, lesions, match):
+  with pytest.raises(ValueError, match=match):
+    syn.synthesize_slices(brain3d, (1.0, 1.0, 1.0), seed=0, lesions=lesions, **SLICES)
 
 
 @pytest.mark.parametrize("call, match", [

@@ -1,4 +1,5 @@
-"""Tests of fdl.evaluate.segmentation: Dice, HD95 and volumes against hand-computed cases.
+"""Tests of fdl.evaluate.segmentation: Dice, HD95, volumes and lesion detection against
+hand-computed cases.
 
 Every expected number below is derived by hand in the comment next to it; a brute-force
 float64 reference (all pairwise surface distances) checks HD95 on random shapes too.
@@ -247,6 +248,119 @@ def test_format_table_lists_every_class_and_the_means():
   assert seg.format_table(seg.score_segmentation(pred, target, (1.0, 1.0), names)) == table
 
 
+# --------------------------------------------------------------------------- lesions
+
+
+def test_lesion_detection_hit_missed_and_invented():
+  # Reference: a 2x2 blob and a 1x2 blob. Prediction: one pixel inside the first
+  # (detected), nothing on the second (missed), and a 2x1 blob elsewhere (invented).
+  ref = np.zeros((8, 8), bool)
+  ref[1:3, 1:3] = True
+  ref[5, 5:7] = True
+  pred = np.zeros((8, 8), bool)
+  pred[2, 2] = True
+  pred[5:7, 0] = True
+  r = seg.lesion_detection(pred, ref)
+  assert r == {'num_reference': 2, 'num_predicted': 2, 'detected': 1, 'missed': 1,
+               'invented': 1, 'sensitivity': 0.5, 'precision': 0.5}
+  assert all(type(r[k]) is int for k in ('num_reference', 'num_predicted', 'detected',
+                                         'missed', 'invented'))
+  # The perfect prediction, and one component spanning both lesions: both detected,
+  # one predicted component, none invented.
+  assert seg.lesion_detection(ref, ref)['sensitivity'] == 1.0
+  bridge = ref.copy()
+  bridge[3:5, 2] = True
+  bridge[4, 2:6] = True  # reaches (5, 5) by a face
+  r = seg.lesion_detection(bridge, ref)
+  assert (r['num_predicted'], r['detected'], r['invented'], r['precision']) == (1, 2, 0, 1.0)
+  # 0/1 integers are masks too.
+  assert seg.lesion_detection(pred.astype(np.uint8), ref.astype(int)) == \
+      seg.lesion_detection(pred, ref)
+
+
+def test_lesion_detection_connectivity_joins_diagonal_pixels():
+  # Two diagonal neighbours: two lesions with face connectivity, one with full.
+  ref = np.zeros((4, 4), bool)
+  ref[1, 1] = ref[2, 2] = True
+  pred = np.zeros((4, 4), bool)
+  pred[1, 1] = True
+  face = seg.lesion_detection(pred, ref, connectivity=1)
+  assert (face['num_reference'], face['detected'], face['missed']) == (2, 1, 1)
+  assert face['sensitivity'] == 0.5
+  full = seg.lesion_detection(pred, ref, connectivity=2)
+  assert (full['num_reference'], full['detected'], full['missed']) == (1, 1, 0)
+  assert full['sensitivity'] == 1.0
+
+
+def test_lesion_detection_min_size_drops_small_components():
+  ref = np.zeros((6, 10), bool)
+  ref[1:3, 1:3] = True  # 4 pixels
+  ref[4, 8] = True      # 1 pixel
+  pred = np.zeros((6, 10), bool)
+  pred[4, 8] = True     # 1 pixel, on the small lesion
+  pred[0, 6:9] = True   # 3 pixels, invented
+  r = seg.lesion_detection(pred, ref)
+  assert (r['num_reference'], r['detected'], r['num_predicted'], r['invented']) == \
+      (2, 1, 2, 1)
+  # min_size 3: the small lesion and the single predicted pixel are gone from both
+  # masks: one reference lesion, missed; one predicted component, invented.
+  r = seg.lesion_detection(pred, ref, min_size=3)
+  assert r == {'num_reference': 1, 'num_predicted': 1, 'detected': 0, 'missed': 1,
+               'invented': 1, 'sensitivity': 0.0, 'precision': 0.0}
+  # min_size 5: nothing left.
+  r = seg.lesion_detection(pred, ref, min_size=5)
+  assert (r['num_reference'], r['num_predicted']) == (0, 0)
+
+
+def test_lesion_detection_of_empty_masks():
+  empty = np.zeros((5, 5), bool)
+  one = empty.copy()
+  one[2, 2] = True
+  r = seg.lesion_detection(empty, empty)
+  assert r['num_reference'] == r['num_predicted'] == 0
+  assert math.isnan(r['sensitivity']) and math.isnan(r['precision'])
+  r = seg.lesion_detection(empty, one)  # a lesion, nothing predicted
+  assert (r['missed'], r['sensitivity']) == (1, 0.0) and math.isnan(r['precision'])
+  r = seg.lesion_detection(one, empty)  # nothing to find, one false positive
+  assert r['invented'] == 1 and r['precision'] == 0.0 and math.isnan(r['sensitivity'])
+
+
+def test_lesion_detection_in_3d():
+  ref = np.zeros((4, 6, 6), bool)
+  ref[0:2, 0:2, 0:2] = True  # a cube
+  ref[3, 4, 4] = True        # a voxel
+  ref[2, 2, 2] = True        # corner-touching the cube: separate unless connectivity 3
+  pred = np.zeros_like(ref)
+  pred[1, 1, 1] = True       # inside the cube
+  pred[3, 0, 5] = True       # invented
+  r = seg.lesion_detection(pred, ref)
+  assert (r['num_reference'], r['detected'], r['missed'], r['invented']) == (3, 1, 2, 1)
+  r = seg.lesion_detection(pred, ref, connectivity=3)
+  assert (r['num_reference'], r['detected'], r['missed']) == (2, 1, 1)
+  # Against scipy's own count of the components.
+  assert seg.lesion_detection(ref, ref, connectivity=2)['num_reference'] == ndimage.label(
+      ref, ndimage.generate_binary_structure(3, 2))[1]
+
+
+def test_sum_lesion_detection_pools_counts():
+  ref = np.zeros((8, 8), bool)
+  ref[1:3, 1:3] = True
+  ref[5, 5:7] = True
+  pred = np.zeros((8, 8), bool)
+  pred[2, 2] = True
+  pred[5:7, 0] = True
+  a = seg.lesion_detection(pred, ref)                  # 2 ref, 1 det, 2 pred, 1 inv
+  b = seg.lesion_detection(ref, ref)                   # 2 ref, 2 det, 2 pred, 0 inv
+  c = seg.lesion_detection(np.zeros((3, 3), bool), np.zeros((3, 3), bool))  # NaN rates
+  total = seg.sum_lesion_detection([a, b, c])
+  assert total == {'num_reference': 4, 'num_predicted': 4, 'detected': 3, 'missed': 1,
+                   'invented': 1, 'sensitivity': 0.75, 'precision': 0.75}
+  empty = seg.sum_lesion_detection([])
+  assert empty['num_reference'] == 0 and math.isnan(empty['sensitivity'])
+  # The pooled result of one is that one.
+  assert seg.sum_lesion_detection([a]) == a
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -275,6 +389,19 @@ def test_format_table_lists_every_class_and_the_means():
      'label_names must be a non-empty sequence of distinct names'),
     (lambda: seg.format_table({'mean_dice': 1.0}), 'scores must be the dict of '
                                                    'score_segmentation'),
+    (lambda: seg.lesion_detection(np.ones((3, 3), bool), np.ones((3, 4), bool)),
+     'pred_mask must have the shape of target_mask; got pred_mask bool (3, 3) and '
+     'target_mask bool (3, 4)'),
+    (lambda: seg.lesion_detection(np.full((3, 3), 2), np.ones((3, 3), bool)),
+     'pred_mask must be a boolean (or 0/1 integer) mask'),
+    (lambda: seg.lesion_detection(np.ones((3, 3), bool), np.ones((3, 3), bool),
+                                  connectivity=3),
+     'connectivity must be an int in [1, 2] for 2-D masks; got 3'),
+    (lambda: seg.lesion_detection(np.ones((3, 3), bool), np.ones((3, 3), bool),
+                                  min_size=0),
+     'min_size must be an int >= 1 (voxels); got 0'),
+    (lambda: seg.sum_lesion_detection([{'detected': 1}]),
+     "results[0] must be a lesion_detection dict with the counts"),
 ])
 def test_bad_inputs_name_the_argument(call, match):
   with pytest.raises(ValueError, match=re.escape(match)):
