@@ -97,6 +97,8 @@ SMOKE: dict[str, dict[str, Any]] = {
         "train_volumes": 2, "val_volumes": 1, "slices_per_volume": 4,
         "test_slices_per_volume": 2, "shape": (32, 32), "num_coils": 2,
         "segmenter": {"base_channels": 4, "num_pools": 1, "dropout": 0.0},
+        "joint": {"recon_kwargs": {"num_iters": 2, "cg_iters": 2, "depth": 2, "width": 4,
+                                   "lam_init": 0.05}},
         "num_epochs": 2, "batch_size": 4, "log_every": 2, "progress": False,
         "figure_slices": 2},
 }

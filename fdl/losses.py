@@ -31,6 +31,7 @@ __all__ = [
     "StepLoss",
     "WEIGHT_KEY",
     "classification_loss",
+    "joint_loss",
     "reconstruction_loss",
     "regression_loss",
     "segmentation_loss",
@@ -1011,3 +1012,43 @@ def segmentation_loss(name: str = "dice_ce", *, dice_weight: float = 1.0,
     return weighted_mean(per_example, batch), metrics
 
   return StepLoss(loss_fn, target_key=target_key, target_integer=False)
+
+
+def joint_loss(segmentation: StepLoss, reconstruction: StepLoss, *,
+               recon_weight: float = 1.0) -> StepLoss:
+  """The loss of a network that outputs ``(image, logits)`` (`fdl.models.ReconSegmenter`).
+
+  ``segmentation(logits, batch) + recon_weight * reconstruction(image, batch)``; the
+  metrics are the segmentation loss's (so ``dice`` keeps its name for model selection)
+  and the reconstruction loss's prefixed ``recon_`` (``recon_loss`` its value).
+
+  Args:
+    segmentation: e.g. `segmentation_loss` ``("dice_ce")`` on ``batch["label"]``.
+    reconstruction: e.g. `reconstruction_loss` ``("l1")`` on ``batch["target"]``.
+    recon_weight: weight of the reconstruction term, >= 0 (0: segmentation only; the
+      reconstruction metrics are still reported).
+
+  >>> import jax.numpy as jnp
+  >>> seg = StepLoss(lambda o, b: (o.sum(), {"dice": o.mean()}), target_key="label")
+  >>> rec = StepLoss(lambda o, b: (2 * o.sum(), {"l1": o.mean()}), target_key="target")
+  >>> image, logits = jnp.ones(2), jnp.ones(3)
+  >>> loss, m = joint_loss(seg, rec, recon_weight=0.5)((image, logits), {})
+  >>> float(loss), sorted(m), float(m["recon_loss"])
+  (5.0, ['dice', 'recon_l1', 'recon_loss'], 4.0)
+  """
+  if isinstance(recon_weight, bool) or not isinstance(recon_weight, (int, float)) or (
+      not recon_weight >= 0):
+    raise ValueError(f"recon_weight must be a float >= 0; got {recon_weight!r}")
+
+  def loss_fn(outputs, batch):
+    if not isinstance(outputs, (tuple, list)) or len(outputs) != 2:
+      raise ValueError("joint_loss needs the model outputs (image, logits); got "
+                       f"{type(outputs).__name__}")
+    image, logits = outputs
+    seg_loss, metrics = segmentation(logits, batch)
+    rec_loss, rec_metrics = reconstruction(image, batch)
+    metrics = {**metrics, **{f"recon_{k}": v for k, v in rec_metrics.items()},
+               "recon_loss": rec_loss}
+    return seg_loss + recon_weight * rec_loss, metrics
+
+  return StepLoss(loss_fn, target_key=segmentation.target_key, target_integer=False)

@@ -489,3 +489,26 @@ def test_segmentation_loss_gradients_are_finite_and_descend():
 def test_segmentation_bad_inputs(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+def test_joint_loss_adds_the_weighted_reconstruction_term():
+  rng = np.random.default_rng(3)
+  logits = jnp.asarray(rng.normal(size=(2, 9, 8, 3)), jnp.float32)  # SSIM needs >= 7 x 7
+  labels = jnp.asarray(rng.integers(0, 3, (2, 9, 8)))
+  image = jnp.asarray(rng.uniform(size=(2, 9, 8)), jnp.float32)
+  target = jnp.asarray(rng.uniform(size=(2, 9, 8)), jnp.float32)
+  batch = {"label": labels, "target": target, "data_range": jnp.ones(2, jnp.float32)}
+  seg = losses.segmentation_loss("dice_ce")
+  rec = losses.reconstruction_loss("l1")
+  joint = losses.joint_loss(seg, rec, recon_weight=0.25)
+  assert joint.target_key == "label"
+  value, metrics = jax.jit(joint)((image, logits), batch)
+  seg_value, _ = seg(logits, batch)
+  l1 = np.abs(np.asarray(image) - np.asarray(target)).mean()
+  np.testing.assert_allclose(value, float(seg_value) + 0.25 * l1, rtol=1e-5)
+  np.testing.assert_allclose(metrics["recon_loss"], l1, rtol=1e-5)
+  assert {"dice", "recon_l1", "recon_ssim", "recon_psnr", "recon_nmse"} <= set(metrics)
+  with pytest.raises(ValueError, match="recon_weight"):
+    losses.joint_loss(seg, rec, recon_weight=-1.0)
+  with pytest.raises(ValueError, match=r"\(image, logits\)"):
+    joint(logits, batch)

@@ -1,17 +1,25 @@
-"""Brain tissue segmentation (CSF / GM / WM) of synthesized slices, tested on other anatomy.
+"""Brain segmentation from (under-sampled) k-space: the K2S study, or one segmentation task.
 
   python experiments/segmentation.py --config experiments/configs/segmentation.py \
-      --workdir runs/segmentation [--config.input=zero_filled --config.acceleration=8]
+      --workdir runs/k2s [--config.smoke=True]
 
-Trains the U-Net segmenter (`fdl.tasks.segmentation`) on slices synthesized from
-the MNI152 template with random contrasts, selects on validation mean Dice and
-tests once on colin27 and the ITK head (T1 contrast). `summary.json`'s
-``test[input]`` holds ``mean_dice``, ``dice`` per class and ``hd95`` (mm).
-Measured here (2 CPU cores, shared): 5.5 min; val mean Dice 0.856, test mean Dice
-0.733 (CSF 0.59, GM 0.79, WM 0.83), HD95 6.4 mm: short of the 0.85 goal, the
-gap is anatomy (an MNI152 volume scores 0.90 with this model; colin27 0.76).
-`:smoke` (or ``--config.smoke=True``, ``fdl.config_files.SMOKE["segmentation"]``):
-tiny sizes, about a minute.
+runs the K2S study (`fdl.studies.k2s`): at 1x, 4x and 8x it segments the sealed test
+slices (colin27 and the ITK head, T1) (a) fully sampled, (b) zero-filled, (c)
+reconstructed by a MoDL and, at 8x, (d) by a MoDL + segmenter trained end to end
+from k-space; ``summary.json``'s ``test`` maps ``fully_sampled``, ``zero_filled``,
+``reconstructed`` and ``joint`` (8x) to ``mean_dice``, ``dice`` per class and
+``hd95`` (mm). ``--config.smoke=True`` (or ``:smoke``) shrinks every sub-run to
+``fdl.config_files.SMOKE`` sizes (about a minute).
+
+Arguments after the colon, comma-separated:
+
+- ``task``: one segmentation task instead of the study (`fdl.tasks.segmentation`:
+  ``--config.input=fully_sampled|zero_filled|kspace``, ``--config.acceleration=8``);
+- ``lesions``: the synthetic-lesion label set instead of the tissues;
+- ``smoke``: tiny sizes.
+
+E.g. ``--config experiments/configs/segmentation.py:task`` trains the tissue
+segmenter on fully sampled slices alone (5.5 min here, test mean Dice 0.733).
 """
 
 import ml_collections
@@ -19,11 +27,33 @@ import ml_collections
 from fdl import config_files
 
 
+ARGS = ("task", "lesions", "smoke")
+
+
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = {a.strip() for a in (arg or "").split(",") if a.strip()}
+  unknown = args - set(ARGS)
+  if unknown:
+    raise ValueError(f"unknown config arguments {sorted(unknown)}; known: {ARGS} "
+                     "(comma-separated)")
+  config = task_config("lesions" in args)
+  if "task" not in args:
+    config = k2s_config(config)
+  if "smoke" in args:
+    config.smoke = True
+    if "task" in args:
+      config_files.apply_smoke(config, "segmentation")
+  return config
+
+
+def task_config(lesions: bool = False) -> ml_collections.ConfigDict:
+  """The segmentation task's settings (`fdl.tasks.segmentation`)."""
   config = ml_collections.ConfigDict()
   config.seed = 0
   # Data: synthesized from anatomy templates (fdl.data.synthesis).
-  config.label_set = "tissues"  # background, CSF, GM, WM
+  # 'tissues' (background, CSF, GM, WM) or 'lesions' (background, lesion: synthetic
+  # lesions inserted into the anatomy, fdl.data.synthesis).
+  config.label_set = "lesions" if lesions else "tissues"
   config.train_templates = ("mni152",)  # training and validation anatomy
   config.test_templates = ("colin27", "itk_head")  # sealed test anatomy, one volume each
   config.train_volumes = 24  # each its own deformations, contrasts, bias, noise
@@ -41,8 +71,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.num_coils = 4
   config.snr_db = 30.0
 
-  # What the segmenter sees: 'fully_sampled' (the magnitude image) or
-  # 'zero_filled' (RSS of k-space under-sampled at `acceleration`).
+  # What the segmenter sees: 'fully_sampled' (the magnitude image),
+  # 'zero_filled' (RSS of k-space under-sampled at `acceleration`) or 'kspace'
+  # (that under-sampled k-space, through the joint network below).
   config.input = "fully_sampled"
   config.acceleration = 8.0
   config.center_fraction = 0.08
@@ -53,6 +84,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.segmenter.base_channels = 16
   config.segmenter.num_pools = 3
   config.segmenter.dropout = 0.0
+  # input='kspace': the joint network (fdl.models.ReconSegmenter), this
+  # reconstruction then the segmenter above, trained end to end; the loss adds
+  # recon_weight x L1 of the reconstruction. init_recon / init_segmenter: finished
+  # MoDL / segmenter work directories to start from ('' = random weights).
+  config.joint = ml_collections.ConfigDict(dict(
+      recon="modl",
+      recon_kwargs=ml_collections.ConfigDict(dict(
+          num_iters=4, cg_iters=4, depth=4, width=32, lam_init=0.05)),
+      recon_weight=1.0, init_recon="", init_segmenter=""))
 
   # Optimization.
   config.loss = "dice_ce"  # 'dice', 'ce' or 'dice_ce'
@@ -70,22 +110,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.progress = False
   config.figure_slices = 4
 
-  if arg == "k2s":
-    return k2s_config(config)
-  config.smoke = arg == "smoke"
-  if config.smoke:
-    config_files.apply_smoke(config, "segmentation")
+  config.smoke = False
   return config
 
 
 def k2s_config(seg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """`:k2s`: the K2S study (`fdl.studies.k2s`), segmentation from under-sampled k-space.
-
-    python experiments/segmentation.py --config experiments/configs/segmentation.py:k2s \
-        --workdir runs/k2s [--config.smoke=True]
+  """The K2S study (`fdl.studies.k2s`), segmentation from under-sampled k-space.
 
   Trains the segmenter on fully sampled images, one on zero-filled images and one
-  MoDL per acceleration above 1x, then segments the same test slices every way.
+  MoDL per acceleration above 1x, then fine-tunes the last MoDL and the first
+  segmenter together from k-space, and segments the same test slices every way.
   ``--config.smoke=True`` shrinks the sub-runs to ``SMOKE["segmentation"]`` and
   ``SMOKE["mri_recon"]`` (a few minutes).
   """
@@ -107,6 +141,10 @@ def k2s_config(seg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   recon.progress = False
   recon.figure_slices = 2
   config.recon = recon
+  # (d) at the highest acceleration: the MoDL and the fully sampled segmenter, fine-
+  # tuned together from k-space (fdl.tasks.segmentation with input='kspace').
+  config.joint = ml_collections.ConfigDict(dict(
+      num_epochs=3, learning_rate=5e-4, recon_weight=1.0))
   config.compilation_cache = True
   config.smoke = False
   return config

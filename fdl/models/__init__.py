@@ -9,6 +9,7 @@ to build one from a config name.
 from fdl.models.activations import KNOWN_ACTIVATIONS, Activation
 from fdl.models.cnn import CNN
 from fdl.models.conv import Conv, compiler_options, conv_lowering
+from fdl.models.joint import ReconSegmenter, recon_segmenter
 from fdl.models.mlp import MLP
 from fdl.models.modl import MoDL, ResidualDenoiser
 from fdl.models.norm_unet import NormUNet, channels_to_complex, complex_to_channels
@@ -30,6 +31,7 @@ __all__ = [
     'MODELS',
     'MoDL',
     'NormUNet',
+    'ReconSegmenter',
     'ReconUNet',
     'ResNet',
     'ResNet9',
@@ -47,6 +49,7 @@ __all__ = [
     'conv_lowering',
     'create_model',
     'predict_labels',
+    'recon_segmenter',
     'reconstruct',
     'resnet18',
     'resnet34',

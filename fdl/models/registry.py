@@ -12,6 +12,7 @@ import flax.linen as nn
 
 from fdl.models import _checks
 from fdl.models.cnn import CNN
+from fdl.models.joint import recon_segmenter
 from fdl.models.mlp import MLP
 from fdl.models.modl import MoDL
 from fdl.models.recon_unet import ReconUNet
@@ -36,6 +37,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'recon_unet': ReconUNet,
     'modl': MoDL,
     'varnet': VarNet,
+    # Segmentation from k-space: model.apply(variables, kspace, mask, maps, train=...)
+    # -> (image [N, H, W], logits [N, H, W, num_classes]).
+    'recon_segmenter': recon_segmenter,
 }
 
 

@@ -14,8 +14,12 @@ are segmented from
     `fdl.tasks.reconstruction` on ``dataset="anatomy"``: trained on MNI152, so the
     test anatomy is new to it too) of that k-space, by (a)'s segmenter; at 1x the
     fully sampled k-space needs no reconstruction and (c) is the zero-filled RSS;
-(d) ``joint``: a network trained end to end from k-space. NOT IMPLEMENTED yet:
-    the summary records it as None with a note.
+(d) ``joint``: at the highest acceleration only, a network trained end to end
+    from the under-sampled k-space (``joint_<R>x``: `fdl.models.ReconSegmenter`,
+    the MoDL of (c) followed by (a)'s segmenter, both initialized from those
+    finished runs and fine-tuned together for ``config.joint.num_epochs`` epochs on
+    the segmentation loss plus ``config.joint.recon_weight`` times the L1 of the
+    reconstruction; `fdl.tasks.segmentation` with ``input="kspace"``).
 
 Each test slice keeps one mask per acceleration (`segmentation.slice_masks`, from
 the seed, the volume and the slice), shared by (b) and (c). The summary's
@@ -40,15 +44,21 @@ import numpy as np
 from fdl import config_files
 from fdl.studies import harness
 
-METHODS = ("fully_sampled", "zero_filled", "reconstructed")
+METHODS = ("fully_sampled", "zero_filled", "reconstructed")  # at every acceleration
+JOINT = "joint"  # (d), at the highest acceleration
 
 
 def _key(r: float) -> str:
   return f"{float(r):g}x"
 
 
-def _configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
-  """The sub-runs' configs: segmenters and MoDL runs on the same data settings."""
+def _configs(config: ml_collections.ConfigDict, workdir: str
+             ) -> dict[str, ml_collections.ConfigDict]:
+  """The sub-runs' configs: segmenters and MoDL runs on the same data settings.
+
+  The joint run (last) starts from the sub-runs ``modl_<R>x`` and ``seg_fully_sampled``
+  in `workdir`, at the highest acceleration R.
+  """
   seg = ml_collections.ConfigDict(config.seg.to_dict())
   recon = ml_collections.ConfigDict(config.recon.to_dict())
   if config.smoke:
@@ -68,6 +78,16 @@ def _configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.Conf
       out[f"seg_zero_filled_{_key(r)}"] = _with(seg, input="zero_filled",
                                                 acceleration=float(r))
       out[f"modl_{_key(r)}"] = _with(recon, acceleration=float(r))
+  top = float(config.accelerations[-1])
+  if top > 1:
+    joint = _with(seg, input="kspace", acceleration=top,
+                  num_epochs=int(seg.num_epochs if config.smoke else config.joint.num_epochs),
+                  learning_rate=float(config.joint.learning_rate))
+    joint.joint.update(recon="modl", recon_kwargs=recon.modl.to_dict(),
+                       recon_weight=float(config.joint.recon_weight),
+                       init_recon=os.path.join(workdir, f"modl_{_key(top)}"),
+                       init_segmenter=os.path.join(workdir, "seg_fully_sampled"))
+    out[f"{JOINT}_{_key(top)}"] = joint
   return out
 
 
@@ -88,7 +108,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs the study (module docstring) in `workdir`; returns its summary."""
   from fdl.tasks import segmentation  # pylint: disable=g-import-not-at-top
   _check_config(config)
-  configs = _configs(config)
+  configs = _configs(config, workdir)
   subruns = []
   for name, sub in configs.items():
     if name.startswith("modl_"):
@@ -96,7 +116,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     else:
       subruns.append(harness.SubRun(
           name, run=lambda d, c=sub: segmentation.train_and_evaluate(c, d),
-          finished=_finished_segmentation, describe=f"segmenter on {sub.input}"))
+          finished=_finished_segmentation,
+          describe=("MoDL + segmenter, end to end" if sub.input == "kspace"
+                    else f"segmenter on {sub.input}")))
   return harness.run_study(config, workdir, subruns,
                            lambda results: summarize(config, configs, workdir, results))
 
@@ -166,8 +188,12 @@ def summarize(config, configs, workdir: str, results: dict) -> dict:
     preds = {"fully_sampled": full_preds,
              "zero_filled": [segment(zf_model, zf_vars, x) for x in zf_images],
              "reconstructed": [segment(model, variables, x) for x in rc_images]}
-    scores = {m: segmentation.score_volumes(preds[m], volumes) for m in METHODS}
     images = {"zero_filled": zf_images, "reconstructed": rc_images}
+    joint_dir = os.path.join(workdir, f"{JOINT}_{_key(r)}")
+    if r == float(config.accelerations[-1]) and f"{JOINT}_{_key(r)}" in configs:
+      preds[JOINT], images[JOINT] = _joint_outputs(joint_dir, volumes, masks, seg_config)
+    shown_methods = tuple(m for m in (*METHODS, JOINT) if m in preds)
+    scores = {m: segmentation.score_volumes(preds[m], volumes) for m in shown_methods}
     ssim = {}
     for method, ims in images.items():
       values = []
@@ -183,7 +209,7 @@ def summarize(config, configs, workdir: str, results: dict) -> dict:
       ssim[method] = float(np.mean(values))
     by_r[_key(r)] = {m: {k: scores[m][k] for k in ("mean_dice", "dice", "hd95",
                                                    "volume_diff_rel")}
-                     for m in METHODS}
+                     for m in shown_methods}
     by_r[_key(r)]["ssim"] = ssim
     if r == float(config.accelerations[-1]):
       top = scores
@@ -193,22 +219,22 @@ def summarize(config, configs, workdir: str, results: dict) -> dict:
   summary = {
       "accelerations": [float(r) for r in config.accelerations],
       "test_acceleration": float(config.accelerations[-1]),
-      "test": {**{m: {k: top[m][k] for k in ("mean_dice", "dice", "hd95",
-                                               "volume_diff_rel", "per_volume")}
-                  for m in METHODS},
-               "joint": None},
-      "not_implemented": {"joint": "(d) end-to-end reconstruction + segmentation from "
-                                   "k-space is not implemented yet"},
+      "test": {m: {k: top[m][k] for k in ("mean_dice", "dice", "hd95",
+                                          "volume_diff_rel", "per_volume")}
+               for m in (*METHODS, JOINT) if m in top},
       "by_acceleration": by_r,
       "ssim_vs_dice": {"pearson": _pearson(x, y),
                        "spearman": _pearson(_ranks(x), _ranks(y)),
                        "num_slices": int(len(x)),
                        "what": "per test slice, zero-filled and MoDL images at every "
-                               "acceleration: SSIM of the segmenter's input against the "
+                               "acceleration (and the joint network's at the highest): SSIM of the segmenter's input against the "
                                "fully sampled image vs its mean foreground Dice"},
       "goal": {"fully_sampled_mean_dice_ge_0.85": top["fully_sampled"]["mean_dice"] >= 0.85,
                "reconstructed_beats_zero_filled_at_" + top_r:
-                   top["reconstructed"]["mean_dice"] > top["zero_filled"]["mean_dice"]},
+                   top["reconstructed"]["mean_dice"] > top["zero_filled"]["mean_dice"],
+               **({f"joint_beats_zero_filled_at_{top_r}":
+                   top[JOINT]["mean_dice"] > top["zero_filled"]["mean_dice"]}
+                  if JOINT in top else {})},
       "subruns": {name: {k: s.get(k) for k in ("val_dice", "val_ssim", "best_epoch",
                                               "train_seconds_this_run")}
                   for name, s in results.items()},
@@ -226,9 +252,25 @@ def summarize(config, configs, workdir: str, results: dict) -> dict:
         os.path.join(workdir, "segmentations.png"),
         np.stack([volumes[v]["image"][s, ..., 0] for v, s in picks]),
         np.stack([volumes[v]["label"][s] for v, s in picks]),
-        {m: np.stack([shown["preds"][m][v][s] for v, s in picks]) for m in METHODS},
+        {m: np.stack([shown["preds"][m][v][s] for v, s in picks])
+         for m in (*METHODS, JOINT) if m in shown["preds"]},
         title=f"test slices at {top_r} (images: fully sampled)")
   return summary
+
+
+def _joint_outputs(workdir: str, volumes, masks, seg_config):
+  """(d)'s labels and its reconstructions (normalized as segmenter inputs) per volume."""
+  from fdl.tasks import segmentation  # pylint: disable=g-import-not-at-top
+  model, variables, config = segmentation.load_trained(workdir)
+  labels, images = [], []
+  for v, m in zip(volumes, masks):
+    arrays = segmentation.stack([v], kspace=True, center_fraction=config.center_fraction)
+    arrays["mask"] = m[:, None, None, :].astype(np.float32)  # the study's masks
+    image, label = segmentation.predict_joint(model.apply, variables, arrays,
+                                              int(seg_config.batch_size))
+    labels.append(label)
+    images.append(segmentation.normalize_input(image))
+  return labels, images
 
 
 def _is_writer() -> bool:
@@ -243,6 +285,10 @@ def _plot_dice(path, by_r, accelerations) -> None:
   for m in METHODS:
     ax.plot(accelerations, [by_r[_key(r)][m]["mean_dice"] for r in accelerations], "o-",
             label=m.replace("_", " "))
+  top = _key(accelerations[-1])
+  if JOINT in by_r[top]:
+    ax.plot([accelerations[-1]], [by_r[top][JOINT]["mean_dice"]], "k*", markersize=12,
+            label="joint (end to end)")
   ax.set_xlabel("acceleration")
   ax.set_ylabel("mean foreground Dice (test)")
   ax.set_xticks(accelerations)
@@ -259,11 +305,11 @@ def _plot_scatter(path, slices, corr) -> None:
   fig, ax = plt.subplots(figsize=(5, 4))
   method, r = np.asarray(slices["method"]), np.asarray(slices["acceleration"])
   x, y = np.asarray(slices["ssim"]), np.asarray(slices["dice"])
-  for m in ("zero_filled", "reconstructed"):
-    for a in sorted(set(r.tolist())):
+  for m in ("zero_filled", "reconstructed", JOINT):
+    for a in sorted(set(r[method == m].tolist())):
       keep = (method == m) & (r == a)
       ax.scatter(x[keep], y[keep], s=12, label=f"{m.replace('_', ' ')} {a:g}x",
-                 marker="o" if m == "zero_filled" else "^")
+                 marker={"zero_filled": "o", "reconstructed": "^"}.get(m, "*"))
   ax.set_xlabel("SSIM of the segmenter's input")
   ax.set_ylabel("slice mean Dice")
   ax.set_title(f"Pearson {corr['pearson']:.2f}, Spearman {corr['spearman']:.2f}",
@@ -287,7 +333,12 @@ def report(summary: dict) -> str:
   c = summary["ssim_vs_dice"]
   lines.append(f"SSIM vs slice Dice over {c['num_slices']} slices: Pearson "
                f"{c['pearson']:.3f}, Spearman {c['spearman']:.3f}")
-  lines.append("joint (d): not implemented")
+  top = list(summary["by_acceleration"])[-1]
+  if JOINT in summary["by_acceleration"][top]:
+    row = summary["by_acceleration"][top]
+    lines.append(f"joint (d, end to end from k-space) at {top}: "
+                 f"{row[JOINT]['mean_dice']:.4f} (SSIM of its reconstruction "
+                 f"{row['ssim'][JOINT]:.3f})")
   return "mean foreground Dice on the test slices:\n" + "\n".join(lines)
 
 

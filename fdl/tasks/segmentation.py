@@ -18,6 +18,15 @@ slice divided by its 99th percentile:
 - ``"zero_filled"``: the RSS of the zero-filled coil images of k-space under-
   sampled at ``config.acceleration`` (`fdl.mri.masks`, one mask per slice,
   fixed by the seed, the volume and the slice).
+- ``"kspace"``: the under-sampled k-space itself (same masks), with the coil maps:
+  the network is `fdl.models.ReconSegmenter`, a MoDL followed by the segmenter,
+  trained end to end (``config.joint``; the K2S study's part (d)). Its k-space is
+  scaled as `fdl.tasks.reconstruction` scales its training data (by the inverse
+  maximum of the RSS image of the centre lines, per volume), and its loss adds
+  ``config.joint.recon_weight`` times the L1 distance of the reconstruction to the
+  fully sampled magnitude (`fdl.losses.joint_loss`). ``config.joint.init_recon`` and
+  ``init_segmenter`` name finished MoDL / segmenter work directories whose weights
+  start the training (fine-tuning), or are empty (random initialization).
 
 Training minimizes `fdl.losses.segmentation_loss` (``config.loss``: soft Dice,
 cross-entropy or their sum); the state with the best validation mean Dice
@@ -48,7 +57,8 @@ import numpy as np
 from fdl import config_files, models
 from fdl.evaluate import figures
 from fdl.evaluate import segmentation as seg_eval
-from fdl.losses import SEGMENTATION_LOSSES, segmentation_loss
+from fdl.losses import (SEGMENTATION_LOSSES, joint_loss, reconstruction_loss,
+                        segmentation_loss)
 from fdl.train import mesh as mesh_lib
 from fdl.train.checkpoint import Checkpointer
 from fdl.train.early_stopping import EarlyStopping
@@ -58,12 +68,14 @@ from fdl.train.optim import make_optimizer, make_schedule
 from fdl.train.state import create_train_state, num_params
 from fdl.train.step import make_eval_step, make_train_step
 
-INPUTS = ("fully_sampled", "zero_filled")
+INPUTS = ("fully_sampled", "zero_filled", "kspace")
 LABEL_SETS = ("tissues",)
 TISSUE_NAMES = ("background", "CSF", "GM", "WM")
 MASKS = ("equispaced", "random")
 # Metric names a run writes; tests check them.
 TRAIN_METRICS = ("train/loss", "train/dice", "train/learning_rate", "train/grad_norm")
+# The joint network's model inputs, in call order (`fdl.models.ReconSegmenter`).
+JOINT_INPUT_KEYS = ("kspace", "mask", "maps")
 EVAL_METRICS = ("val/loss", "val/dice")
 
 
@@ -83,6 +95,9 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   if not float(config.acceleration) >= 1:
     raise ValueError(f"config.acceleration must be >= 1 (the under-sampling factor); "
                      f"got {config.acceleration!r}")
+  if config.input == "kspace" and "joint" not in config:
+    raise ValueError("config.input='kspace' (the joint network) needs config.joint "
+                     "(recon, recon_kwargs, recon_weight, init_recon, init_segmenter)")
   if config.mask not in MASKS:
     raise ValueError(f"config.mask must be one of {MASKS}; got {config.mask!r}")
   if config.early_stopping_patience < 0:
@@ -148,8 +163,9 @@ def _volume(config, index: int, template: str, num_slices: int, contrast, *,
   mask = slice_masks(config.seed, index, num_slices, config.shape[1],
                      acceleration=config.acceleration,
                      center_fraction=config.center_fraction, mask=config.mask)
-  image = (out["target"] if config.input == "fully_sampled"
-           else zero_filled_rss(out["kspace"], mask))
+  # The joint network reads k-space; its "image" is the fully sampled one (figures).
+  image = (zero_filled_rss(out["kspace"], mask) if config.input == "zero_filled"
+           else out["target"])
   provenance = out["provenance"]
   return {"name": f"{template}_{index:04d}", "template": template, "index": index,
           "image": normalize_input(image), "label": out["labels"].astype(np.int32),
@@ -197,12 +213,42 @@ def make_data(config: ml_collections.ConfigDict, *, keep_kspace: bool = False) -
   return splits
 
 
-def stack(volumes: Sequence[dict]) -> dict[str, np.ndarray]:
-  """The slices of `volumes` as one batch dict: ``image``, ``label``, ``volume`` (index)."""
-  return {"image": np.concatenate([v["image"] for v in volumes]),
-          "label": np.concatenate([v["label"] for v in volumes]),
-          "volume": np.concatenate([np.full(len(v["label"]), i, np.int32)
-                                    for i, v in enumerate(volumes)])}
+def stack(volumes: Sequence[dict], *, kspace: bool = False,
+          center_fraction: float | None = None) -> dict[str, np.ndarray]:
+  """The slices of `volumes` as one batch dict: ``image``, ``label``, ``volume`` (index).
+
+  With `kspace` (the joint network's inputs; the volumes must keep their k-space) also
+  ``kspace`` complex64 ``[N, C, H, W]`` and ``target`` ``[N, H, W]`` scaled by
+  `kspace_scale`, ``mask [N, 1, 1, W]``, ``maps [N, C, H, W]`` and ``data_range [N]``
+  (the scaled target's maximum over its volume).
+  """
+  out = {"image": np.concatenate([v["image"] for v in volumes]),
+         "label": np.concatenate([v["label"] for v in volumes]),
+         "volume": np.concatenate([np.full(len(v["label"]), i, np.int32)
+                                   for i, v in enumerate(volumes)])}
+  if kspace:
+    scales = [kspace_scale(v["kspace"], center_fraction) for v in volumes]
+    out["kspace"] = np.concatenate([(v["kspace"] * s).astype(np.complex64)
+                                    for v, s in zip(volumes, scales)])
+    out["target"] = np.concatenate([(v["target"] * s).astype(np.float32)
+                                    for v, s in zip(volumes, scales)])
+    out["data_range"] = np.concatenate([np.full(len(v["label"]), v["target"].max() * s,
+                                                np.float32)
+                                        for v, s in zip(volumes, scales)])
+    out["mask"] = np.concatenate([v["mask"] for v in volumes])[:, None, None, :]
+    out["maps"] = np.concatenate([v["maps"] for v in volumes]).astype(np.complex64)
+  return out
+
+
+def kspace_scale(kspace: np.ndarray, center_fraction: float) -> np.float32:
+  """The k-space scaling of the reconstruction networks: ``1 / center_rss_max``.
+
+  `fdl.tasks.reconstruction` trains on k-space divided by the maximum of the RSS
+  image of its centre lines (over the volume); a MoDL applied to other k-space must
+  see it scaled the same way.
+  """
+  from fdl.data import mri_volumes  # pylint: disable=g-import-not-at-top
+  return np.float32(1.0 / mri_volumes.center_rss_max(kspace, center_fraction))
 
 
 def _batches(arrays: dict, batch_size: int, *, rng: np.random.Generator | None = None,
@@ -218,15 +264,23 @@ def _batches(arrays: dict, batch_size: int, *, rng: np.random.Generator | None =
       fill = batch_size - len(idx)
       idx = np.concatenate([idx, np.repeat(idx[:1], fill)])
       weight = np.concatenate([weight, np.zeros(fill, np.float32)])
-    yield {"image": arrays["image"][idx], "label": arrays["label"][idx],
-           "weight": weight}
+    yield {**{k: v[idx] for k, v in arrays.items() if k != "volume"}, "weight": weight}
 
 
 # --- model and prediction -------------------------------------------------------------
 
 
 def create_model(config: ml_collections.ConfigDict):
-  """The U-Net segmenter (`fdl.models.Segmenter`) with the config's settings."""
+  """The U-Net segmenter (`fdl.models.Segmenter`) with the config's settings.
+
+  For ``config.input == "kspace"``, the joint network (`fdl.models.ReconSegmenter`:
+  ``config.joint.recon`` with ``config.joint.recon_kwargs``, then that segmenter).
+  """
+  if config.input == "kspace":
+    return models.create_model("recon_segmenter", num_classes=len(TISSUE_NAMES),
+                               recon=config.joint.recon,
+                               recon_kwargs=config.joint.recon_kwargs.to_dict(),
+                               segmenter_kwargs=config.segmenter.to_dict())
   return models.create_model("segmenter", num_classes=len(TISSUE_NAMES),
                              **config.segmenter.to_dict())
 
@@ -236,9 +290,67 @@ def _create_state(config, model, steps_per_epoch: int, mesh=None):
                            total_steps=config.num_epochs * steps_per_epoch,
                            warmup_steps=0)
   tx = make_optimizer(config.optimizer, schedule, weight_decay=config.weight_decay)
-  state = create_train_state(model, tx, (1, *config.shape, 1), seed=config.seed,
-                             mesh=mesh)
+  if config.input == "kspace":
+    h, w = config.shape
+    c = int(config.num_coils)
+    specs = (jax.ShapeDtypeStruct((1, c, h, w), jnp.complex64),
+             jax.ShapeDtypeStruct((1, 1, 1, w), jnp.float32),
+             jax.ShapeDtypeStruct((1, c, h, w), jnp.complex64))
+    state = create_train_state(model, tx, example_inputs=specs, seed=config.seed,
+                               mesh=mesh)
+  else:
+    state = create_train_state(model, tx, (1, *config.shape, 1), seed=config.seed,
+                               mesh=mesh)
   return state, schedule
+
+
+def _initial_weights(config, state, mesh):
+  """`state` with the weights of ``config.joint.init_recon`` / ``init_segmenter`` copied in."""
+  from fdl.tasks import reconstruction  # pylint: disable=g-import-not-at-top
+  from fdl.train import transfer  # pylint: disable=g-import-not-at-top
+  params = {}
+  if config.joint.init_recon:
+    params["recon"] = reconstruction.load_trained(config.joint.init_recon)[1]["params"]
+  if config.joint.init_segmenter:
+    params["segmenter"] = load_trained(config.joint.init_segmenter)[1]["params"]
+  if not params:
+    return state, None
+  state, report = transfer.init_state_from(state, {"params": params}, mesh=mesh)
+  if report.missing or report.skipped:
+    raise ValueError(
+        "config.joint.init_recon / init_segmenter: their networks do not match this "
+        "model (config.joint.recon_kwargs and config.segmenter must be those of the "
+        f"runs): missing {list(report.missing)[:4]}, shape mismatches "
+        f"{list(report.skipped)[:4]}")
+  return state, report
+
+
+def predict_joint(apply_fn, variables, arrays: dict, batch_size: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+  """The joint network's reconstructions and labels, in batches.
+
+  Args:
+    apply_fn: a `ReconSegmenter`'s ``apply``.
+    arrays: `stack` with ``kspace=True`` (``kspace``, ``mask``, ``maps``).
+
+  Returns:
+    ``(images float32 [N, H, W], labels int32 [N, H, W])``; the images in the units of
+    the scaled k-space.
+  """
+  def fn(v, *inputs):
+    image, logits = apply_fn(v, *inputs, train=False)
+    return image, jnp.argmax(logits, axis=-1)
+  predict = jax.jit(fn)
+  images, labels = [], []
+  n = len(arrays["kspace"])
+  for start in range(0, n, batch_size):
+    idx = np.arange(start, min(start + batch_size, n))
+    idx = np.concatenate([idx, np.repeat(idx[:1], batch_size - len(idx))])
+    image, label = predict(variables, *(arrays[k][idx] for k in JOINT_INPUT_KEYS))
+    keep = min(batch_size, n - start)
+    images.append(np.asarray(image)[:keep])
+    labels.append(np.asarray(label)[:keep])
+  return np.concatenate(images).astype(np.float32), np.concatenate(labels).astype(np.int32)
 
 
 def predict_labels(apply_fn, variables, images: np.ndarray, batch_size: int
@@ -393,9 +505,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   write_json(os.path.join(workdir, "config.json"), config.to_dict())
   mesh = mesh_lib.make_mesh()
   start = time.perf_counter()
-  splits = make_data(config)
+  joint = config.input == "kspace"
+  splits = make_data(config, keep_kspace=joint)
   data_seconds = time.perf_counter() - start
-  train, val = stack(splits["train"]), stack(splits["val"])
+  train, val = (stack(splits[k], kspace=joint, center_fraction=config.center_fraction)
+                for k in ("train", "val"))
   batch_size = int(config.batch_size)
   if len(train["image"]) < batch_size:
     raise ValueError(f"config.batch_size ({batch_size}) exceeds the number of training "
@@ -404,8 +518,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = create_model(config)
   state, schedule = _create_state(config, model, steps_per_epoch, mesh)
   loss = segmentation_loss(config.loss)
-  train_step = make_train_step(loss, mesh=mesh, learning_rate=schedule)
-  eval_step = make_eval_step(loss, mesh=mesh)
+  input_key = "image"
+  transferred = None
+  if joint:
+    loss = joint_loss(loss, reconstruction_loss("l1"),
+                      recon_weight=float(config.joint.recon_weight))
+    input_key = JOINT_INPUT_KEYS
+    state, transferred = _initial_weights(config, state, mesh)
+  train_step = make_train_step(loss, mesh=mesh, learning_rate=schedule,
+                               input_key=input_key)
+  eval_step = make_eval_step(loss, mesh=mesh, input_key=input_key)
 
   def train_batches(epoch: int):
     return _batches(train, batch_size, pad=False,
@@ -429,7 +551,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   # The one and only look at the test volumes, with the best validation state.
   variables = mesh_lib.to_host(result.state.variables)
   tests = splits["test"]
-  preds = [predict_labels(model.apply, variables, v["image"], batch_size) for v in tests]
+  if joint:
+    preds = [predict_joint(model.apply, variables,
+                           stack([v], kspace=True, center_fraction=config.center_fraction),
+                           batch_size)[1] for v in tests]
+  else:
+    preds = [predict_labels(model.apply, variables, v["image"], batch_size)
+             for v in tests]
   scores = score_volumes(preds, tests)
   best = result.history[result.best_epoch]
   summary = {
@@ -450,6 +578,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "data_seconds": data_seconds,
       "train_seconds_this_run": train_seconds,
       "num_devices": jax.device_count(),
+      "initialized_from": None if transferred is None else {
+          "recon": config.joint.init_recon or None,
+          "segmenter": config.joint.init_segmenter or None,
+          "copied_params": len(transferred.copied)},
       "data": {split: [{"name": v["name"], **v["provenance"]} for v in vols]
                for split, vols in splits.items()},
   }

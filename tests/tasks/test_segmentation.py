@@ -15,7 +15,7 @@ from fdl.tasks import segmentation
 CONFIG = os.path.join(REPO_DIR, "experiments", "configs", "segmentation.py")
 
 
-def _config(arg="smoke", **overrides):
+def _config(arg="task,smoke", **overrides):
   config = config_files.load_config(CONFIG, arg)
   config.update(overrides)
   return config
@@ -99,7 +99,7 @@ def test_scores_of_a_perfect_and_a_wrong_prediction(smoke_data):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"input": "kspace"}, "config.input must be one of"),
+    ({"input": "image_domain"}, "config.input must be one of"),
     ({"label_set": "lesions"}, "not implemented"),
     ({"acceleration": 0.5}, "acceleration must be >= 1"),
     ({"loss": "focal"}, "config.loss must be one of"),
@@ -119,7 +119,7 @@ def smoke_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("segmentation"))
   proc = subprocess.run(
       [PYTHON, os.path.join(REPO_DIR, "experiments", "segmentation.py"),
-       "--config", CONFIG, "--workdir", workdir, "--config.smoke=True"],
+       "--config", CONFIG + ":task", "--workdir", workdir, "--config.smoke=True"],
       capture_output=True, text=True, cwd=REPO_DIR, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc.stdout, workdir
