@@ -54,6 +54,12 @@ def task_config(lesions: bool = False) -> ml_collections.ConfigDict:
   # 'tissues' (background, CSF, GM, WM) or 'lesions' (background, lesion: synthetic
   # lesions inserted into the anatomy, fdl.data.synthesis).
   config.label_set = "lesions" if lesions else "tissues"
+  # Synthetic lesions (label_set='lesions'; fdl.data.synthesis.DEFAULT_LESIONS): per
+  # slice with this probability, count lesions of radius_mm, host intensity x
+  # (1 +- contrast), in grey and white matter.
+  config.lesions = ml_collections.ConfigDict(dict(
+      probability=0.8, count=(1, 3), radius_mm=(2.0, 8.0), contrast=(0.3, 0.8),
+      irregularity=0.3, max_elongation=2.0, host_labels=(2, 3)))
   config.train_templates = ("mni152",)  # training and validation anatomy
   config.test_templates = ("colin27", "itk_head")  # sealed test anatomy, one volume each
   config.train_volumes = 24  # each its own deformations, contrasts, bias, noise

@@ -1,4 +1,4 @@
-"""The K2S study: tissue segmentation from under-sampled k-space.
+"""The K2S study: brain segmentation from under-sampled k-space.
 
 At each acceleration of ``config.accelerations`` (1x, 4x, 8x), the same sealed
 test slices (`fdl.tasks.segmentation.make_data`: colin27 and the ITK head, T1)
@@ -20,6 +20,13 @@ are segmented from
     finished runs and fine-tuned together for ``config.joint.num_epochs`` epochs on
     the segmentation loss plus ``config.joint.recon_weight`` times the L1 of the
     reconstruction; `fdl.tasks.segmentation` with ``input="kspace"``).
+
+With ``seg.label_set = "lesions"`` (``--config experiments/configs/segmentation.py:lesions``)
+the classes are background and synthetic lesions (`fdl.data.synthesis`, exact masks),
+and every score also counts lesions detected, missed and invented
+(`fdl.evaluate.segmentation.lesion_detection`): whether under-sampling and
+reconstruction hide lesions or make them up. The MoDLs are trained by the
+reconstruction task on lesion-free anatomy, so lesions are new to them.
 
 Each test slice keeps one mask per acceleration (`segmentation.slice_masks`, from
 the seed, the volume and the slice), shared by (b) and (c). The summary's
@@ -46,6 +53,11 @@ from fdl.studies import harness
 
 METHODS = ("fully_sampled", "zero_filled", "reconstructed")  # at every acceleration
 JOINT = "joint"  # (d), at the highest acceleration
+
+
+# What the summary keeps of `fdl.tasks.segmentation.score_volumes` per method
+# (``lesion_detection`` for the lesion label set: lesions detected, missed, invented).
+_SCORE_KEYS = ("mean_dice", "dice", "hd95", "volume_diff_rel", "lesion_detection")
 
 
 def _key(r: float) -> str:
@@ -201,14 +213,13 @@ def summarize(config, configs, workdir: str, results: dict) -> dict:
         ref = v["image"][..., 0]
         for s in range(len(ref)):
           values.append(float(metrics.ssim(ref[s], x[s, ..., 0], data_range=ref[s].max())))
-          slices["dice"].append(seg_eval.mean_foreground_dice(p[s], v["label"][s],
-                                                              [0, 1, 2, 3]))
+          slices["dice"].append(seg_eval.mean_foreground_dice(
+              p[s], v["label"][s], list(range(len(v["label_names"])))))
       slices["ssim"] += values
       slices["method"] += [method] * len(values)
       slices["acceleration"] += [r] * len(values)
       ssim[method] = float(np.mean(values))
-    by_r[_key(r)] = {m: {k: scores[m][k] for k in ("mean_dice", "dice", "hd95",
-                                                   "volume_diff_rel")}
+    by_r[_key(r)] = {m: {k: scores[m][k] for k in _SCORE_KEYS if k in scores[m]}
                      for m in shown_methods}
     by_r[_key(r)]["ssim"] = ssim
     if r == float(config.accelerations[-1]):
@@ -219,8 +230,8 @@ def summarize(config, configs, workdir: str, results: dict) -> dict:
   summary = {
       "accelerations": [float(r) for r in config.accelerations],
       "test_acceleration": float(config.accelerations[-1]),
-      "test": {m: {k: top[m][k] for k in ("mean_dice", "dice", "hd95",
-                                          "volume_diff_rel", "per_volume")}
+      "label_set": seg_config.label_set,
+      "test": {m: {k: top[m][k] for k in (*_SCORE_KEYS, "per_volume") if k in top[m]}
                for m in (*METHODS, JOINT) if m in top},
       "by_acceleration": by_r,
       "ssim_vs_dice": {"pearson": _pearson(x, y),
@@ -254,7 +265,8 @@ def summarize(config, configs, workdir: str, results: dict) -> dict:
         np.stack([volumes[v]["label"][s] for v, s in picks]),
         {m: np.stack([shown["preds"][m][v][s] for v, s in picks])
          for m in (*METHODS, JOINT) if m in shown["preds"]},
-        title=f"test slices at {top_r} (images: fully sampled)")
+        title=f"test slices at {top_r} (images: fully sampled)",
+        names=volumes[0]["label_names"])
   return summary
 
 
@@ -339,6 +351,12 @@ def report(summary: dict) -> str:
     lines.append(f"joint (d, end to end from k-space) at {top}: "
                  f"{row[JOINT]['mean_dice']:.4f} (SSIM of its reconstruction "
                  f"{row['ssim'][JOINT]:.3f})")
+  for r, row in summary["by_acceleration"].items():
+    for m, scores in row.items():
+      d = scores.get("lesion_detection") if m != "ssim" else None
+      if d:
+        lines.append(f"lesions at {r}, {m}: {d['detected']} of {d['num_reference']} "
+                     f"detected, {d['missed']} missed, {d['invented']} invented")
   return "mean foreground Dice on the test slices:\n" + "\n".join(lines)
 
 

@@ -69,8 +69,10 @@ from fdl.train.state import create_train_state, num_params
 from fdl.train.step import make_eval_step, make_train_step
 
 INPUTS = ("fully_sampled", "zero_filled", "kspace")
-LABEL_SETS = ("tissues",)
 TISSUE_NAMES = ("background", "CSF", "GM", "WM")
+LESION_NAMES = ("background", "lesion")
+# The classes of each label set (label value = index).
+LABEL_SETS = {"tissues": TISSUE_NAMES, "lesions": LESION_NAMES}
 MASKS = ("equispaced", "random")
 # Metric names a run writes; tests check them.
 TRAIN_METRICS = ("train/loss", "train/dice", "train/learning_rate", "train/grad_norm")
@@ -87,8 +89,11 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   if config.input not in INPUTS:
     raise ValueError(f"config.input must be one of {INPUTS}; got {config.input!r}")
   if config.label_set not in LABEL_SETS:
-    raise ValueError(f"config.label_set must be one of {LABEL_SETS} (synthetic lesions "
-                     f"are not implemented yet); got {config.label_set!r}")
+    raise ValueError(f"config.label_set must be one of {tuple(LABEL_SETS)}; "
+                     f"got {config.label_set!r}")
+  if config.label_set == "lesions" and "lesions" not in config:
+    raise ValueError("config.label_set='lesions' needs config.lesions (the settings of "
+                     "fdl.data.synthesis.DEFAULT_LESIONS)")
   if config.loss not in SEGMENTATION_LOSSES:
     raise ValueError(f"config.loss must be one of {SEGMENTATION_LOSSES}; "
                      f"got {config.loss!r}")
@@ -159,7 +164,8 @@ def _volume(config, index: int, template: str, num_slices: int, contrast, *,
       labels, voxel_sizes, template=template, seed=int(config.seed) * 100_003 + index,
       num_slices=num_slices, axis=2, shape=tuple(config.shape),
       contrast=contrast, num_coils=config.num_coils, snr_db=config.snr_db,
-      deformation=synthesis.DEFAULT_DEFORMATION if deformation is None else deformation)
+      deformation=synthesis.DEFAULT_DEFORMATION if deformation is None else deformation,
+      lesions=config.lesions.to_dict() if config.label_set == "lesions" else None)
   mask = slice_masks(config.seed, index, num_slices, config.shape[1],
                      acceleration=config.acceleration,
                      center_fraction=config.center_fraction, mask=config.mask)
@@ -167,8 +173,10 @@ def _volume(config, index: int, template: str, num_slices: int, contrast, *,
   image = (zero_filled_rss(out["kspace"], mask) if config.input == "zero_filled"
            else out["target"])
   provenance = out["provenance"]
+  label = out["lesions"] if config.label_set == "lesions" else out["labels"]
   return {"name": f"{template}_{index:04d}", "template": template, "index": index,
-          "image": normalize_input(image), "label": out["labels"].astype(np.int32),
+          "image": normalize_input(image), "label": np.asarray(label).astype(np.int32),
+          "label_names": LABEL_SETS[config.label_set],
           "target": out["target"], "kspace": out["kspace"], "maps": out["maps"],
           "mask": mask, "pixel_size_mm": float(provenance["pixel_size_mm"]),
           "provenance": {k: provenance[k] for k in
@@ -277,11 +285,12 @@ def create_model(config: ml_collections.ConfigDict):
   ``config.joint.recon`` with ``config.joint.recon_kwargs``, then that segmenter).
   """
   if config.input == "kspace":
-    return models.create_model("recon_segmenter", num_classes=len(TISSUE_NAMES),
+    return models.create_model("recon_segmenter",
+                               num_classes=len(LABEL_SETS[config.label_set]),
                                recon=config.joint.recon,
                                recon_kwargs=config.joint.recon_kwargs.to_dict(),
                                segmenter_kwargs=config.segmenter.to_dict())
-  return models.create_model("segmenter", num_classes=len(TISSUE_NAMES),
+  return models.create_model("segmenter", num_classes=len(LABEL_SETS[config.label_set]),
                              **config.segmenter.to_dict())
 
 
@@ -374,19 +383,26 @@ def _finite_mean(values) -> float:
   return float(np.mean(values)) if values else math.nan
 
 
-def score_volume(pred: np.ndarray, label: np.ndarray, pixel_size_mm: float) -> dict:
+def score_volume(pred: np.ndarray, label: np.ndarray, pixel_size_mm: float,
+                 names: Sequence[str] = TISSUE_NAMES) -> dict:
   """Scores of one volume's slices ``[S, H, W]`` (module docstring), as `score_segmentation`.
 
+  Args:
+    names: the class names, label value = index (`LABEL_SETS`).
+
   Returns a dict in the format of `fdl.evaluate.segmentation.score_segmentation`
-  (``per_class``, ``mean_dice``, ``mean_hd95_mm``), so `format_table` prints it.
+  (``per_class``, ``mean_dice``, ``mean_hd95_mm``), so `format_table` prints it; for
+  the lesion label set also ``lesion_detection``, the lesion-wise counts of
+  `fdl.evaluate.segmentation.lesion_detection` summed over the slices (lesions are
+  connected in-plane components, as the slices are apart).
   """
   spacing = (pixel_size_mm, pixel_size_mm)
-  slices = [seg_eval.score_segmentation(p, t, spacing, TISSUE_NAMES)
+  slices = [seg_eval.score_segmentation(p, t, spacing, names)
             for p, t in zip(pred, label)]
-  dices = seg_eval.dice(pred, label, range(len(TISSUE_NAMES)))
+  dices = seg_eval.dice(pred, label, range(len(names)))
   per_class = {}
   area = pixel_size_mm ** 2
-  for k, name in enumerate(TISSUE_NAMES):
+  for k, name in enumerate(names):
     p, t = pred == k, label == k
     vd = seg_eval.volume_difference(p, t, (1.0, pixel_size_mm, pixel_size_mm))
     per_class[name] = {
@@ -396,12 +412,17 @@ def score_volume(pred: np.ndarray, label: np.ndarray, pixel_size_mm: float) -> d
                                     for s in slices),
         "volume_pred_mm3": float(p.sum() * area), "volume_target_mm3": float(t.sum() * area),
         "volume_diff_mm3": vd.absolute_mm3, "volume_diff_rel": vd.relative}
-  fg = [per_class[n] for n in TISSUE_NAMES[1:]]
-  return {"per_class": per_class,
-          "mean_dice": _finite_mean(c["dice"] for c in fg),
-          "mean_hd95_mm": _finite_mean(c["hd95_mm"] for c in fg),
-          "slice_mean_dice": [s["mean_dice"] for s in slices],
-          "background": 0, "voxel_sizes": spacing}
+  fg = [per_class[n] for n in names[1:]]
+  out = {"per_class": per_class,
+         "mean_dice": _finite_mean(c["dice"] for c in fg),
+         "mean_hd95_mm": _finite_mean(c["hd95_mm"] for c in fg),
+         "slice_mean_dice": [s["mean_dice"] for s in slices],
+         "background": 0, "voxel_sizes": spacing}
+  if "lesion" in names:
+    k = names.index("lesion")
+    out["lesion_detection"] = seg_eval.sum_lesion_detection(
+        [seg_eval.lesion_detection(p == k, t == k) for p, t in zip(pred, label)])
+  return out
 
 
 def score_volumes(preds: Sequence[np.ndarray], volumes: Sequence[dict]) -> dict:
@@ -411,8 +432,10 @@ def score_volumes(preds: Sequence[np.ndarray], volumes: Sequence[dict]) -> dict:
   scores (`score_volume`); ``per_volume`` holds those; ``pooled`` is the mean table in
   `score_segmentation` format (for `format_table`).
   """
-  scores = [score_volume(p, v["label"], v["pixel_size_mm"]) for p, v in zip(preds, volumes)]
-  names = TISSUE_NAMES[1:]
+  all_names = tuple(volumes[0].get("label_names", TISSUE_NAMES))
+  scores = [score_volume(p, v["label"], v["pixel_size_mm"], all_names)
+            for p, v in zip(preds, volumes)]
+  names = all_names[1:]
 
   def mean(key, name):
     return _finite_mean(s["per_class"][name][key] for s in scores)
@@ -421,10 +444,15 @@ def score_volumes(preds: Sequence[np.ndarray], volumes: Sequence[dict]) -> dict:
                                  ("dice", "hd95_mm", "volume_pred_mm3",
                                   "volume_target_mm3", "volume_diff_mm3",
                                   "volume_diff_rel")}, "label": i}
-                          for i, n in enumerate(TISSUE_NAMES)},
+                          for i, n in enumerate(all_names)},
             "mean_dice": _finite_mean(s["mean_dice"] for s in scores),
-            "mean_hd95_mm": _finite_mean(s["mean_hd95_mm"] for s in scores)}
-  return {
+            "mean_hd95_mm": _finite_mean(s["mean_hd95_mm"] for s in scores),
+            "label_names": list(all_names)}
+  extra = {}
+  if "lesion_detection" in scores[0]:
+    extra["lesion_detection"] = seg_eval.sum_lesion_detection(
+        [s["lesion_detection"] for s in scores])
+  return {**extra,
       "mean_dice": pooled["mean_dice"],
       "dice": {n: mean("dice", n) for n in names},
       "hd95": pooled["mean_hd95_mm"],
@@ -436,7 +464,9 @@ def score_volumes(preds: Sequence[np.ndarray], volumes: Sequence[dict]) -> dict:
                                  "mean_dice": s["mean_dice"],
                                  "dice": {n: s["per_class"][n]["dice"] for n in names},
                                  "hd95": s["mean_hd95_mm"],
-                                 "slice_mean_dice": s["slice_mean_dice"]}
+                                 "slice_mean_dice": s["slice_mean_dice"],
+                                 **({"lesion_detection": s["lesion_detection"]}
+                                    if "lesion_detection" in s else {})}
                      for v, s in zip(volumes, scores)},
       "pooled": pooled,
   }
@@ -444,16 +474,27 @@ def score_volumes(preds: Sequence[np.ndarray], volumes: Sequence[dict]) -> dict:
 
 def table(scores: dict) -> str:
   """The per-class table (means over test volumes) of a `score_volumes` result."""
-  return seg_eval.format_table(scores["pooled"], TISSUE_NAMES)
+  names = scores["pooled"].get("label_names", TISSUE_NAMES)
+  text = seg_eval.format_table(scores["pooled"], names)
+  if "lesion_detection" in scores:
+    d = scores["lesion_detection"]
+    text += (f"\nlesions: {d['num_reference']} in the reference, {d['detected']} detected, "
+             f"{d['missed']} missed, {d['invented']} invented "
+             f"(of {d['num_predicted']} predicted)")
+  return text
 
 
 # --- figures --------------------------------------------------------------------------
 
-_COLORS = ((0, 0, 0, 0), (0.2, 0.6, 1.0, 0.55), (1.0, 0.5, 0.1, 0.55), (0.3, 0.9, 0.3, 0.55))
+_COLORS = {TISSUE_NAMES: ((0, 0, 0, 0), (0.2, 0.6, 1.0, 0.55), (1.0, 0.5, 0.1, 0.55),
+                          (0.3, 0.9, 0.3, 0.55)),
+           LESION_NAMES: ((0, 0, 0, 0), (1.0, 0.1, 0.1, 0.7))}
+_LEGENDS = {TISSUE_NAMES: "CSF blue, GM orange, WM green", LESION_NAMES: "lesions red"}
 
 
 def plot_overlays(path: str, images: np.ndarray, reference: np.ndarray,
-                  predictions: dict[str, np.ndarray], *, title: str = "") -> None:
+                  predictions: dict[str, np.ndarray], *, title: str = "",
+                  names: Sequence[str] = TISSUE_NAMES) -> None:
   """Rows of test slices: the image, then reference and predicted labels overlaid.
 
   Args:
@@ -462,7 +503,9 @@ def plot_overlays(path: str, images: np.ndarray, reference: np.ndarray,
   """
   from matplotlib.colors import ListedColormap  # pylint: disable=g-import-not-at-top
   plt = figures.pyplot()
-  cmap = ListedColormap(_COLORS)
+  names = tuple(names)
+  cmap = ListedColormap(_COLORS[names])
+  k = len(names)
   columns = {"reference": reference, **predictions}
   rows, cols = len(images), 1 + len(columns)
   fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows), squeeze=False)
@@ -471,15 +514,16 @@ def plot_overlays(path: str, images: np.ndarray, reference: np.ndarray,
     axes[r, 0].set_title("image" if r == 0 else "", fontsize=9)
     for c, (name, labels) in enumerate(columns.items(), start=1):
       axes[r, c].imshow(images[r], cmap="gray")
-      axes[r, c].imshow(labels[r], cmap=cmap, vmin=-0.5, vmax=3.5, interpolation="nearest")
+      axes[r, c].imshow(labels[r], cmap=cmap, vmin=-0.5, vmax=k - 0.5,
+                        interpolation="nearest")
       if name != "reference":
-        d = seg_eval.mean_foreground_dice(labels[r], reference[r], [0, 1, 2, 3])
+        d = seg_eval.mean_foreground_dice(labels[r], reference[r], list(range(k)))
         name = f"{name} (Dice {d:.3f})"
       axes[r, c].set_title(name, fontsize=9)
   for ax in axes.ravel():
     ax.set_axis_off()
   fig.suptitle((title + "\n" if title else "") +
-               "CSF blue, GM orange, WM green", fontsize=10)
+               _LEGENDS[names], fontsize=10)
   fig.tight_layout()
   fig.savefig(path, dpi=90)
   plt.close(fig)
@@ -564,7 +608,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       "input": config.input,
       "acceleration": float(config.acceleration),
       "label_set": config.label_set,
-      "label_names": list(TISSUE_NAMES),
+      "label_names": list(LABEL_SETS[config.label_set]),
       "test": {config.input: scores},
       "val_dice": best["val/dice"],
       "best_epoch": result.best_epoch + 1,
@@ -594,7 +638,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                   shown["label"], {config.input: shown["pred"]},
                   title=f"test slices ({config.input}"
                         + (f", {float(config.acceleration):g}x)"
-                           if config.input != "fully_sampled" else ")"))
+                           if config.input != "fully_sampled" else ")"),
+                  names=LABEL_SETS[config.label_set])
     with open(os.path.join(workdir, "per_class.txt"), "w", encoding="utf-8") as f:
       f.write(table(scores) + "\n")
   write_json(os.path.join(workdir, "summary.json"), summary)

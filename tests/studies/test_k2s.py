@@ -79,6 +79,9 @@ def test_config_arguments():
   task = config_files.load_config(CONFIG, "task,smoke")
   assert "study" not in task and task.smoke_applied
   assert tuple(task.shape) == config_files.SMOKE["segmentation"]["shape"]
+  lesions = config_files.load_config(CONFIG, "lesions")
+  assert lesions.study == "k2s" and lesions.seg.label_set == "lesions"
+  assert config_files.load_config(CONFIG, "task,lesions").label_set == "lesions"
   with pytest.raises(ValueError, match="unknown config arguments"):
     config_files.load_config(CONFIG, "k2s")
 

@@ -98,9 +98,37 @@ def test_scores_of_a_perfect_and_a_wrong_prediction(smoke_data):
   assert "mean (fg)" in segmentation.table(wrong)
 
 
+def test_lesion_label_set_marks_the_synthesized_lesions_and_counts_them():
+  config = _config("task,smoke,lesions",
+                   lesions={**config_files.load_config(CONFIG, "task").lesions.to_dict(),
+                            "probability": 1.0, "radius_mm": (3.0, 5.0)})
+  data = segmentation.make_data(config)
+  volume = data["test"][0]
+  assert volume["label_names"] == segmentation.LESION_NAMES
+  assert set(np.unique(volume["label"])) == {0, 1}
+  # The labels are the synthesis' lesion masks: lesion pixels differ from the same
+  # anatomy synthesized without lesions, and the tissue labels lie under them.
+  plain = segmentation.make_data(_config("task,smoke"))["test"][0]
+  lesion = volume["label"] == 1
+  assert np.all(plain["label"][lesion] >= 2)  # in grey or white matter
+  changed = np.abs(volume["target"] - plain["target"]) > 1e-3
+  assert changed[lesion].mean() > 0.8
+  from scipy import ndimage
+  count = sum(ndimage.label(m)[1] for m in lesion)
+  perfect = segmentation.score_volumes([v["label"] for v in data["test"]], data["test"])
+  d = perfect["lesion_detection"]
+  assert perfect["dice"] == {"lesion": 1.0}
+  assert d["missed"] == d["invented"] == 0 and d["detected"] == d["num_reference"]
+  assert perfect["per_volume"][volume["name"]]["lesion_detection"]["num_reference"] == count
+  empty = segmentation.score_volumes([np.zeros_like(v["label"]) for v in data["test"]],
+                                     data["test"])
+  assert empty["lesion_detection"]["missed"] == d["num_reference"]
+  assert "lesions:" in segmentation.table(empty)
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"input": "image_domain"}, "config.input must be one of"),
-    ({"label_set": "lesions"}, "not implemented"),
+    ({"label_set": "tumours"}, "config.label_set must be one of"),
     ({"acceleration": 0.5}, "acceleration must be >= 1"),
     ({"loss": "focal"}, "config.loss must be one of"),
     ({"test_templates": ("mni152",)}, "disjoint"),
