@@ -408,7 +408,9 @@ def _simulated_volumes(seed, num_volumes, num_slices, shape, num_coils, snr_db,
 
 # Templates of `fdl.data.anatomy` by name. MNI152 and colin27 share one space (MNI),
 # so they are not independent subjects; the ITK head is another subject.
-ANATOMY_TEMPLATES = ("mni152", "colin27", "itk_head")
+# Template names: mni152_kmeans is MNI152 with the colin27 labelling rule
+# (`fdl.data.anatomy.mni152`: k-means of T1 rather than argmax of probabilities).
+ANATOMY_TEMPLATES = ("mni152", "mni152_kmeans", "colin27", "itk_head")
 
 
 @functools.lru_cache(maxsize=None)
@@ -420,8 +422,9 @@ def template_labels(name: str) -> tuple[np.ndarray, tuple[float, float, float]]:
   and the voxel sizes in that order.
   """
   from fdl.data import anatomy as anatomy_lib  # pylint: disable=g-import-not-at-top
-  source = {"mni152": anatomy_lib.mni152, "colin27": anatomy_lib.colin27,
-            "itk_head": anatomy_lib.itk_head}[name]()
+  source = {"mni152": anatomy_lib.mni152,
+            "mni152_kmeans": functools.partial(anatomy_lib.mni152, labels="kmeans"),
+            "colin27": anatomy_lib.colin27, "itk_head": anatomy_lib.itk_head}[name]()
   labels = np.ascontiguousarray(np.transpose(source.labels, (1, 0, 2))[::-1])
   dx, dy, dz = source.voxel_sizes
   return labels, (float(dy), float(dx), float(dz))

@@ -293,6 +293,23 @@ def test_mni152(mni):
   assert "CSF" in mni.provenance["tissues"]
 
 
+def test_mni152_kmeans_labels_follow_the_colin27_rule(mni):
+  km = anatomy.mni152(labels="kmeans")
+  assert km.name == "mni152_kmeans"
+  np.testing.assert_array_equal(km.brain_mask, mni.brain_mask)
+  np.testing.assert_array_equal(km.labels > 0, mni.labels > 0)
+  # Classes ordered by T1 intensity: every CSF voxel darker than every GM voxel,
+  # every GM voxel darker than every WM voxel (a 1-D k-means partition).
+  t1 = km.image
+  for low, high in ((1, 2), (2, 3)):
+    assert t1[km.labels == low].max() <= t1[km.labels == high].min()
+  f = km.label_fractions()
+  assert 0.12 < f["CSF"] < 0.17 and 0.45 < f["GM"] < 0.51 and 0.35 < f["WM"] < 0.41
+  assert "k-means" in km.provenance["labels"] and len(km.provenance["kmeans_centres"]) == 3
+  with pytest.raises(ValueError, match="mni152 labels must be one of"):
+    anatomy.mni152(labels="atlas")
+
+
 def test_mni152_orientation(mni):
   # The symmetric template mirrors exactly about x = 0 (the central column).
   assert mni.affine[0, 3] + 98 * mni.affine[0, 0] == 0.0
