@@ -65,6 +65,19 @@ def _line_mask(config, num_cols: int) -> np.ndarray:
   return np.asarray(mask, np.float32).reshape(1, 1, 1, -1)
 
 
+_DATASETS = {"simulated": "simulated phantoms", "anatomy": "synthesized anatomy"}
+
+
+def _trained_on(configs) -> str:
+  """What the runs were trained on, in words (for the figure's title)."""
+  names = []
+  for config in configs:
+    name = _DATASETS.get(config.get("dataset", "simulated"), "fastMRI files")
+    if name not in names:
+      names.append(name)
+  return " or ".join(names)
+
+
 def evaluate_on_real(workdirs: Sequence[str], out_dir: str,
                      data_path: str = DEFAULT_DATA) -> dict:
   """Scores each trained run on the real slice; writes a figure and a summary.
@@ -110,7 +123,7 @@ def evaluate_on_real(workdirs: Sequence[str], out_dir: str,
   figures.plot_reconstruction_grid(
       os.path.join(out_dir, "real_brain.png"), reference, images,
       title=f"real 8-coil brain, {float(first.acceleration):g}x {first.mask}: "
-            "networks trained on simulated phantoms only")
+            f"networks trained on {_trained_on(c for _, _, c in trained)} only")
   summary = {"data": data_path, "kspace_shape": list(full.shape),
              "acceleration": float(first.acceleration), "mask": first.mask,
              "achieved_acceleration": float(mask.size / mask.sum()),
