@@ -60,7 +60,9 @@ def task_config(lesions: bool = False) -> ml_collections.ConfigDict:
   config.lesions = ml_collections.ConfigDict(dict(
       probability=0.8, count=(1, 3), radius_mm=(2.0, 8.0), contrast=(0.3, 0.8),
       irregularity=0.3, max_elongation=2.0, host_labels=(2, 3)))
-  config.train_templates = ("mni152",)  # training and validation anatomy
+  # Training and validation anatomy: MNI152 labelled by the rule of the test
+  # templates' labels (k-means of T1; 'mni152' labels by its probability maps).
+  config.train_templates = ("mni152_kmeans",)
   config.test_templates = ("colin27", "itk_head")  # sealed test anatomy, one volume each
   config.train_volumes = 24  # each its own deformations, contrasts, bias, noise
   config.val_volumes = 2

@@ -37,7 +37,7 @@ def test_data_shapes_and_split_by_anatomy(smoke_data):
       assert v["label"].shape == (n, h, w) and v["label"].dtype == np.int32
       assert set(np.unique(v["label"])) <= {0, 1, 2, 3}
       assert v["pixel_size_mm"] > 0
-  assert {v["template"] for s in ("train", "val") for v in smoke_data[s]} == {"mni152"}
+  assert {v["template"] for s in ("train", "val") for v in smoke_data[s]} == {"mni152_kmeans"}
   assert [v["template"] for v in smoke_data["test"]] == ["colin27", "itk_head"]
   names = [v["name"] for vols in smoke_data.values() for v in vols]
   assert len(set(names)) == len(names)
@@ -131,7 +131,7 @@ def test_lesion_label_set_marks_the_synthesized_lesions_and_counts_them():
     ({"label_set": "tumours"}, "config.label_set must be one of"),
     ({"acceleration": 0.5}, "acceleration must be >= 1"),
     ({"loss": "focal"}, "config.loss must be one of"),
-    ({"test_templates": ("mni152",)}, "disjoint"),
+    ({"test_templates": ("mni152_kmeans",)}, "disjoint"),
     ({"num_epochs": 0}, "num_epochs must be >= 1"),
     ({"mask": "radial"}, "config.mask must be one of"),
 ])
