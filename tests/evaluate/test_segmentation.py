@@ -251,15 +251,20 @@ def test_format_table_lists_every_class_and_the_means():
 # --------------------------------------------------------------------------- lesions
 
 
-def test_lesion_detection_hit_missed_and_invented():
-  # Reference: a 2x2 blob and a 1x2 blob. Prediction: one pixel inside the first
-  # (detected), nothing on the second (missed), and a 2x1 blob elsewhere (invented).
+def _two_lesions_one_hit_one_invented():
+  """Reference: a 2x2 blob and a 1x2 blob. Prediction: one pixel inside the first
+  (detected), nothing on the second (missed), and a 2x1 blob elsewhere (invented)."""
   ref = np.zeros((8, 8), bool)
   ref[1:3, 1:3] = True
   ref[5, 5:7] = True
   pred = np.zeros((8, 8), bool)
   pred[2, 2] = True
   pred[5:7, 0] = True
+  return pred, ref
+
+
+def test_lesion_detection_hit_missed_and_invented():
+  pred, ref = _two_lesions_one_hit_one_invented()
   r = seg.lesion_detection(pred, ref)
   assert r == {'num_reference': 2, 'num_predicted': 2, 'detected': 1, 'missed': 1,
                'invented': 1, 'sensitivity': 0.5, 'precision': 0.5}
@@ -343,12 +348,7 @@ def test_lesion_detection_in_3d():
 
 
 def test_sum_lesion_detection_pools_counts():
-  ref = np.zeros((8, 8), bool)
-  ref[1:3, 1:3] = True
-  ref[5, 5:7] = True
-  pred = np.zeros((8, 8), bool)
-  pred[2, 2] = True
-  pred[5:7, 0] = True
+  pred, ref = _two_lesions_one_hit_one_invented()
   a = seg.lesion_detection(pred, ref)                  # 2 ref, 1 det, 2 pred, 1 inv
   b = seg.lesion_detection(ref, ref)                   # 2 ref, 2 det, 2 pred, 0 inv
   c = seg.lesion_detection(np.zeros((3, 3), bool), np.zeros((3, 3), bool))  # NaN rates
