@@ -7,6 +7,7 @@ to build one from a config name.
 """
 
 from fdl.models.activations import KNOWN_ACTIVATIONS, Activation
+from fdl.models.alexnet import AlexNet, adaptive_avg_pool, alexnet, alexnet_cifar
 from fdl.models.cnn import CNN
 from fdl.models.conv import Conv, compiler_options, conv_lowering
 from fdl.models.joint import ReconSegmenter, recon_segmenter
@@ -21,6 +22,8 @@ from fdl.models.resnet9 import ResNet9
 from fdl.models.segmenter import Segmenter, predict_labels
 from fdl.models.unet import UNet
 from fdl.models.varnet import SensitivityModel, VarNet, VarNetCascade, acs_mask
+from fdl.models.vgg import VGG, vgg11, vgg11_cifar, vgg16
+from fdl.models.vit import ViT, vit_b16, vit_cifar
 
 __all__ = [
     'Activation',
@@ -54,4 +57,15 @@ __all__ = [
     'resnet18',
     'resnet34',
     'resnet50',
+    'AlexNet',
+    'VGG',
+    'ViT',
+    'adaptive_avg_pool',
+    'alexnet',
+    'alexnet_cifar',
+    'vgg11',
+    'vgg11_cifar',
+    'vgg16',
+    'vit_b16',
+    'vit_cifar',
 ]

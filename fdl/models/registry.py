@@ -11,6 +11,7 @@ from collections.abc import Callable
 import flax.linen as nn
 
 from fdl.models import _checks
+from fdl.models.alexnet import alexnet, alexnet_cifar
 from fdl.models.cnn import CNN
 from fdl.models.joint import recon_segmenter
 from fdl.models.mlp import MLP
@@ -21,6 +22,8 @@ from fdl.models.resnet9 import ResNet9
 from fdl.models.segmenter import Segmenter
 from fdl.models.unet import UNet
 from fdl.models.varnet import VarNet
+from fdl.models.vgg import vgg11, vgg11_cifar, vgg16
+from fdl.models.vit import vit_b16, vit_cifar
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'mlp': MLP,
@@ -40,6 +43,14 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     # Segmentation from k-space: model.apply(variables, kspace, mask, maps, train=...)
     # -> (image [N, H, W], logits [N, H, W, num_classes]).
     'recon_segmenter': recon_segmenter,
+    # Classic classifiers: ImageNet layouts (torchvision's counts) and 32 x 32 variants.
+    'alexnet': alexnet,
+    'alexnet_cifar': alexnet_cifar,
+    'vgg11': vgg11,
+    'vgg16': vgg16,
+    'vgg11_cifar': vgg11_cifar,
+    'vit_b16': vit_b16,
+    'vit_cifar': vit_cifar,
 }
 
 

@@ -32,6 +32,8 @@ from fdl.losses import classification_loss
 from fdl.train.step import make_eval_step, make_train_step
 
 CLASSIFIERS = ("mlp", "cnn", "resnet9", "resnet18", "resnet34", "resnet50")
+# 32 x 32 classic classifiers; their dropout (and other fields) via config.model_kwargs.
+CLASSIFIERS += ("alexnet_cifar", "vgg11_cifar", "vit_cifar")
 # Metric names a run writes; tests and benchmarks check them.
 TRAIN_METRICS = ("train/loss", "train/accuracy", "train/learning_rate",
                  "train/grad_norm", "train/param_norm", "train/steps_per_second")
