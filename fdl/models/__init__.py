@@ -9,6 +9,7 @@ to build one from a config name.
 from fdl.models.activations import KNOWN_ACTIVATIONS, Activation
 from fdl.models.alexnet import AlexNet, adaptive_avg_pool, alexnet, alexnet_cifar
 from fdl.models.cnn import CNN
+from fdl.models.diffusion_unet import DiffusionUNet, timestep_embedding
 from fdl.models.conv import Conv, compiler_options, conv_lowering
 from fdl.models.joint import ReconSegmenter, recon_segmenter
 from fdl.models.mlp import MLP
@@ -29,6 +30,7 @@ __all__ = [
     'Activation',
     'CNN',
     'Conv',
+    'DiffusionUNet',
     'KNOWN_ACTIVATIONS',
     'MLP',
     'MODELS',
@@ -51,6 +53,7 @@ __all__ = [
     'complex_to_channels',
     'conv_lowering',
     'create_model',
+    'timestep_embedding',
     'predict_labels',
     'recon_segmenter',
     'reconstruct',

@@ -13,6 +13,7 @@ import flax.linen as nn
 from fdl.models import _checks
 from fdl.models.alexnet import alexnet, alexnet_cifar
 from fdl.models.cnn import CNN
+from fdl.models.diffusion_unet import DiffusionUNet
 from fdl.models.joint import recon_segmenter
 from fdl.models.mlp import MLP
 from fdl.models.modl import MoDL
@@ -34,6 +35,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'resnet34': resnet34,
     'resnet50': resnet50,
     'unet': UNet,
+    # Diffusion noise predictor: model.apply(variables, x_t, t, train=...).
+    'diffusion_unet': DiffusionUNet,
     # Segmentation: per-pixel class logits [N, H, W, num_classes].
     'segmenter': Segmenter,
     # MRI reconstruction: model.apply(variables, kspace, mask, maps, train=...).
