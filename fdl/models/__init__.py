@@ -16,6 +16,7 @@ from fdl.models.mlp import MLP
 from fdl.models.modl import MoDL, ResidualDenoiser
 from fdl.models.norm_unet import NormUNet, channels_to_complex, complex_to_channels
 from fdl.models.recon_unet import ReconUNet
+from fdl.models.recurrent import RNNClassifier
 from fdl.models.reconstruct import check_recon_inputs, reconstruct
 from fdl.models.registry import MODELS, create_model
 from fdl.models.resnet import ResNet, resnet18, resnet34, resnet50
@@ -38,6 +39,7 @@ __all__ = [
     'NormUNet',
     'ReconSegmenter',
     'ReconUNet',
+    'RNNClassifier',
     'ResNet',
     'ResNet9',
     'ResidualDenoiser',

@@ -18,6 +18,7 @@ from fdl.models.joint import recon_segmenter
 from fdl.models.mlp import MLP
 from fdl.models.modl import MoDL
 from fdl.models.recon_unet import ReconUNet
+from fdl.models.recurrent import RNNClassifier
 from fdl.models.resnet import ResNet, resnet18, resnet34, resnet50
 from fdl.models.resnet9 import ResNet9
 from fdl.models.segmenter import Segmenter
@@ -54,6 +55,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'vgg11_cifar': vgg11_cifar,
     'vit_b16': vit_b16,
     'vit_cifar': vit_cifar,
+    # Sequences [N, T, F] -> logits [N, num_classes]: cell='rnn' | 'lstm' | 'gru'.
+    'rnn_classifier': RNNClassifier,
 }
 
 
