@@ -101,6 +101,10 @@ SMOKE: dict[str, dict[str, Any]] = {
                                    "lam_init": 0.05}},
         "num_epochs": 2, "batch_size": 4, "log_every": 2, "progress": False,
         "figure_slices": 2},
+    # Seconds on a CPU: the three cells, 16 hidden units, two epochs.
+    "sequence": {
+        "hidden": 16, "num_epochs": 2, "batch_size": 64, "log_every": 5,
+        "progress": False},
 }
 
 # Keys (leaf names) whose values do not change what a run computes: a rerun
