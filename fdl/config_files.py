@@ -105,6 +105,12 @@ SMOKE: dict[str, dict[str, Any]] = {
     "sequence": {
         "hidden": 16, "num_epochs": 2, "batch_size": 64, "log_every": 5,
         "progress": False},
+    # Seconds on a CPU: 8x8 digits, 300 training images, tiny networks, two epochs.
+    "generative": {
+        "image_size": 8, "max_train_examples": 300, "features": (4, 8), "num_epochs": 2,
+        "batch_size": 32, "gan": {"latent_dim": 8, "features": 4, "num_layers": 2},
+        "scorer": {"features": (4,), "dense": (16,), "num_epochs": 1},
+        "num_score_samples": 64, "log_every": 4, "progress": False},
 }
 
 # Keys (leaf names) whose values do not change what a run computes: a rerun

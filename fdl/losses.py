@@ -52,6 +52,14 @@ __all__ = [
     "soft_dice_loss",
     "ssim",
     "ssim_loss",
+    "autoencoder_loss",
+    "bernoulli_nll",
+    "elbo_loss",
+    "gan_discriminator_loss",
+    "gan_generator_loss",
+    "gaussian_kl",
+    "gaussian_nll",
+    "vae_loss",
 ]
 
 Array = jax.Array
@@ -1052,3 +1060,241 @@ def joint_loss(segmentation: StepLoss, reconstruction: StepLoss, *,
     return seg_loss + recon_weight * rec_loss, metrics
 
   return StepLoss(loss_fn, target_key=segmentation.target_key, target_integer=False)
+
+
+# ---------------------------------------------------------------------------
+# Generative models: autoencoders, the VAE's ELBO, the GAN's losses.
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def _sum_per_example(x: Array) -> Array:
+  return jnp.sum(x, axis=tuple(range(1, x.ndim)))
+
+
+def bernoulli_nll(logits: ArrayLike, target: ArrayLike) -> Array:
+  r"""Bernoulli negative log-likelihood of `target` under logits, summed per example.
+
+  .. math:: -\log p(x \mid \ell) = \sum_i \log(1 + e^{\ell_i}) - x_i \ell_i
+
+  (binary cross-entropy with logits). Grey levels :math:`x_i \in [0, 1]` are allowed as
+  soft targets, as is usual for VAEs on MNIST-like images; the minimum over
+  :math:`\ell_i` is then the binary entropy of :math:`x_i`, not 0, so the value is not
+  a normalized density of continuous images (see the continuous Bernoulli,
+  Loaiza-Ganem & Cunningham, NeurIPS 2019).
+
+  Args:
+    logits: real ``[batch, ...]`` (e.g. NHWC decoder outputs).
+    target: same shape, values in ``[0, 1]`` (not checked: traced).
+
+  Returns:
+    ``[batch]`` float32, in nats.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> round(float(bernoulli_nll(jnp.zeros((1, 3)), jnp.ones((1, 3)))[0]), 4)  # 3 log 2
+    2.0794
+  """
+  logits, target = _check_pair(logits, target, min_rank=2)
+  dtype = _compute_dtype(jnp.result_type(logits.dtype, target.dtype))
+  logits, target = logits.astype(dtype), target.astype(dtype)
+  return _sum_per_example(jnp.logaddexp(0.0, logits) - target * logits)
+
+
+def gaussian_nll(mean: ArrayLike, target: ArrayLike, *, sigma: float = 1.0) -> Array:
+  r"""Negative log-density of `target` under :math:`N(\mathrm{mean}, \sigma^2 I)`, per example.
+
+  .. math:: \sum_i \frac{(x_i - \mu_i)^2}{2\sigma^2} + \log\sigma + \tfrac12\log 2\pi
+
+  Args:
+    mean: real ``[batch, ...]``.
+    target: same shape.
+    sigma: the fixed standard deviation (> 0), in the units of `target`.
+
+  Returns:
+    ``[batch]`` float32, in nats (the constant included, so it is a log-density).
+  """
+  mean, target = _check_pair(mean, target, min_rank=2)
+  if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma > 0:
+    raise ValueError(f"sigma must be a float > 0; got {sigma!r}")
+  dtype = _compute_dtype(jnp.result_type(mean.dtype, target.dtype))
+  sq = jnp.square(mean.astype(dtype) - target.astype(dtype))
+  return _sum_per_example(sq / (2.0 * sigma**2) + np.log(sigma) + 0.5 * np.log(2 * np.pi))
+
+
+def gaussian_kl(mean: ArrayLike, logvar: ArrayLike) -> Array:
+  r"""KL divergence of :math:`N(\mu, \mathrm{diag}\,e^{v})` from :math:`N(0, I)`, per example.
+
+  Closed form (Kingma & Welling 2014, appendix B):
+
+  .. math:: \mathrm{KL}(q \,\|\, p) = \tfrac12 \sum_j \left(e^{v_j} + \mu_j^2 - 1 - v_j\right)
+
+  Args:
+    mean: :math:`\mu`, real ``[batch, latent_dim]``.
+    logvar: :math:`v = \log\sigma^2`, same shape.
+
+  Returns:
+    ``[batch]`` float32, in nats; 0 exactly when ``mean == 0`` and ``logvar == 0``.
+
+  Examples:
+    >>> import jax.numpy as jnp
+    >>> gaussian_kl(jnp.array([[0.0, 2.0]]), jnp.zeros((1, 2))).tolist()  # mu^2 / 2
+    [2.0]
+  """
+  mean, logvar = jnp.asarray(mean), jnp.asarray(logvar)
+  if mean.shape != logvar.shape or mean.ndim != 2:
+    raise ValueError("mean and logvar must both be [batch, latent_dim]; got mean "
+                     f"{_describe(mean)} and logvar {_describe(logvar)}")
+  dtype = _compute_dtype(jnp.result_type(mean.dtype, logvar.dtype))
+  mean, logvar = mean.astype(dtype), logvar.astype(dtype)
+  return 0.5 * jnp.sum(jnp.exp(logvar) + jnp.square(mean) - 1.0 - logvar, axis=-1)
+
+
+def _reconstruction_nll(likelihood: str, outputs: Array, target: Array,
+                        sigma: float) -> Array:
+  if likelihood == "bernoulli":
+    return bernoulli_nll(outputs, target)
+  return gaussian_nll(outputs, target, sigma=sigma)
+
+
+def _check_likelihood(likelihood: Any) -> None:
+  if likelihood not in LIKELIHOODS:
+    raise ValueError(f"likelihood must be one of {LIKELIHOODS}; got {likelihood!r}")
+
+
+def _check_beta(beta: Any) -> None:
+  if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+    raise ValueError(f"beta must be a float >= 0; got {beta!r}")
+
+
+def elbo_loss(outputs: ArrayLike, target: ArrayLike, mean: ArrayLike,
+              logvar: ArrayLike, *, likelihood: str = "bernoulli", beta: float = 1.0,
+              sigma: float = 1.0) -> Array:
+  r"""The negative evidence lower bound of a VAE, per example (one sample of z).
+
+  .. math::
+      -\mathrm{ELBO}(x) = -\log p(x \mid z) + \beta\,\mathrm{KL}(q(z \mid x) \,\|\, N(0, I)),
+      \quad z = \mu + e^{v/2}\varepsilon
+
+  With ``beta == 1`` this is the bound :math:`-\log p(x) \le -\mathrm{ELBO}` of Kingma &
+  Welling (2014), estimated with the one sample of :math:`z` that produced `outputs`
+  (unbiased for the ELBO); ``beta != 1`` is the beta-VAE objective.
+
+  Args:
+    outputs: decoder outputs ``[batch, ...]`` at the sampled z: Bernoulli logits
+      (``likelihood='bernoulli'``, `bernoulli_nll`, for targets in ``[0, 1]``) or
+      Gaussian means (``'gaussian'``, `gaussian_nll` with fixed `sigma`).
+    target: the input images, same shape as `outputs`.
+    mean, logvar: the posterior's :math:`\mu` and :math:`v = \log\sigma^2`,
+      ``[batch, latent_dim]``.
+    likelihood: ``'bernoulli'`` or ``'gaussian'``.
+    beta: weight of the KL term, >= 0.
+    sigma: the Gaussian likelihood's standard deviation (ignored for Bernoulli).
+
+  Returns:
+    ``[batch]`` float32 in nats per image (divide by the pixel count for nats per pixel).
+
+  Raises:
+    ValueError: shapes disagree, unknown `likelihood`, negative `beta`.
+  """
+  _check_likelihood(likelihood)
+  _check_beta(beta)
+  outputs, target = _check_pair(outputs, target, min_rank=2)
+  kl = gaussian_kl(mean, logvar)
+  if kl.shape[0] != outputs.shape[0]:
+    raise ValueError(f"mean must have the batch size of outputs ({outputs.shape[0]}); "
+                     f"got {_describe(jnp.asarray(mean))}")
+  return _reconstruction_nll(likelihood, outputs, target, sigma) + beta * kl
+
+
+def _reconstruction_mse(likelihood: str, outputs: Array, target: Array) -> Array:
+  image = jax.nn.sigmoid(outputs) if likelihood == "bernoulli" else outputs
+  return mse(image, target)
+
+
+def vae_loss(*, likelihood: str = "bernoulli", beta: float = 1.0, sigma: float = 1.0,
+             target_key: str = "image") -> StepLoss:
+  """The mean negative ELBO (`elbo_loss`) of a VAE's ``(outputs, mean, logvar)``.
+
+  Metrics: ``neg_elbo`` (the loss at ``beta = 1``), ``reconstruction_nll``, ``kl`` (nats
+  per image) and ``mse``, the per-pixel mean squared error of the mean image
+  (``sigmoid(outputs)`` for Bernoulli) against the target.
+
+  Args:
+    likelihood, beta, sigma: as in `elbo_loss`.
+    target_key: batch key of the images the VAE reconstructs (its own input).
+  """
+  _check_likelihood(likelihood)
+  _check_beta(beta)
+
+  def loss_fn(model_outputs, batch):
+    if not isinstance(model_outputs, (tuple, list)) or len(model_outputs) != 3:
+      raise ValueError("vae_loss needs the model outputs (outputs, mean, logvar); got "
+                       f"{type(model_outputs).__name__}")
+    outputs, mean, logvar = model_outputs
+    target = batch[target_key]
+    nll = _reconstruction_nll(likelihood, outputs, target, sigma)
+    kl = gaussian_kl(mean, logvar)
+    metrics = {"neg_elbo": weighted_mean(nll + kl, batch),
+               "reconstruction_nll": weighted_mean(nll, batch),
+               "kl": weighted_mean(kl, batch),
+               "mse": weighted_mean(_reconstruction_mse(likelihood, outputs, target),
+                                    batch)}
+    return weighted_mean(nll + beta * kl, batch), metrics
+
+  return StepLoss(loss_fn, target_key=target_key, target_integer=False)
+
+
+def autoencoder_loss(*, likelihood: str = "bernoulli", sigma: float = 1.0,
+                     target_key: str = "image") -> StepLoss:
+  """Mean reconstruction negative log-likelihood of a deterministic autoencoder.
+
+  The loss is `bernoulli_nll` (or `gaussian_nll`) in nats per image; the metric ``mse``
+  is the per-pixel mean squared error of the mean image against the target.
+  """
+  _check_likelihood(likelihood)
+
+  def loss_fn(outputs, batch):
+    target = batch[target_key]
+    nll = _reconstruction_nll(likelihood, outputs, target, sigma)
+    return weighted_mean(nll, batch), {
+        "mse": weighted_mean(_reconstruction_mse(likelihood, outputs, target), batch)}
+
+  return StepLoss(loss_fn, target_key=target_key, target_integer=False)
+
+
+def gan_discriminator_loss(real_logits: ArrayLike, fake_logits: ArrayLike) -> Array:
+  r"""The discriminator's loss per example: :math:`-\log D(x) - \log(1 - D(G(z)))`.
+
+  With :math:`D = \mathrm{sigmoid}(\ell)`: ``softplus(-real) + softplus(fake)``
+  (Goodfellow et al. 2014), stable for any logits.
+
+  Args:
+    real_logits: ``[batch]`` logits of real images.
+    fake_logits: ``[batch]`` logits of generated images (the same batch size).
+
+  Returns:
+    ``[batch]`` float32 in nats; ``2 log 2`` when both logits are 0.
+  """
+  real, fake = _check_pair(real_logits, fake_logits)
+  real = real.astype(_compute_dtype(real.dtype))
+  fake = fake.astype(_compute_dtype(fake.dtype))
+  return jax.nn.softplus(-real) + jax.nn.softplus(fake)
+
+
+def gan_generator_loss(fake_logits: ArrayLike) -> Array:
+  r"""The generator's non-saturating loss per example: :math:`-\log D(G(z))`.
+
+  ``softplus(-fake)``: its gradient stays large while the discriminator rejects the
+  samples, unlike the saturating :math:`\log(1 - D(G(z)))` (Goodfellow et al. 2014).
+
+  Args:
+    fake_logits: ``[batch]`` logits of generated images.
+
+  Returns:
+    ``[batch]`` float32 in nats.
+  """
+  fake = jnp.asarray(fake_logits)
+  if fake.ndim < 1:
+    raise ValueError(f"fake_logits must have a batch axis; got {_describe(fake)}")
+  return jax.nn.softplus(-fake.astype(_compute_dtype(fake.dtype)))

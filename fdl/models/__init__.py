@@ -7,10 +7,12 @@ to build one from a config name.
 """
 
 from fdl.models.activations import KNOWN_ACTIVATIONS, Activation
+from fdl.models.autoencoder import VAE, ConvAutoencoder, reparameterize
 from fdl.models.alexnet import AlexNet, adaptive_avg_pool, alexnet, alexnet_cifar
 from fdl.models.cnn import CNN
 from fdl.models.diffusion_unet import DiffusionUNet, timestep_embedding
 from fdl.models.conv import Conv, compiler_options, conv_lowering
+from fdl.models.gan import DCGAN, Discriminator, Generator
 from fdl.models.joint import ReconSegmenter, recon_segmenter
 from fdl.models.mlp import MLP
 from fdl.models.modl import MoDL, ResidualDenoiser
@@ -32,6 +34,10 @@ __all__ = [
     'CNN',
     'Conv',
     'DiffusionUNet',
+    'ConvAutoencoder',
+    'DCGAN',
+    'Discriminator',
+    'Generator',
     'KNOWN_ACTIVATIONS',
     'MLP',
     'MODELS',
@@ -46,6 +52,7 @@ __all__ = [
     'Segmenter',
     'SensitivityModel',
     'UNet',
+    'VAE',
     'VarNet',
     'VarNetCascade',
     'acs_mask',
@@ -59,6 +66,7 @@ __all__ = [
     'predict_labels',
     'recon_segmenter',
     'reconstruct',
+    'reparameterize',
     'resnet18',
     'resnet34',
     'resnet50',

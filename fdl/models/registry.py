@@ -12,8 +12,10 @@ import flax.linen as nn
 
 from fdl.models import _checks
 from fdl.models.alexnet import alexnet, alexnet_cifar
+from fdl.models.autoencoder import VAE, ConvAutoencoder
 from fdl.models.cnn import CNN
 from fdl.models.diffusion_unet import DiffusionUNet
+from fdl.models.gan import DCGAN
 from fdl.models.joint import recon_segmenter
 from fdl.models.mlp import MLP
 from fdl.models.modl import MoDL
@@ -57,6 +59,10 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'vit_cifar': vit_cifar,
     # Sequences [N, T, F] -> logits [N, num_classes]: cell='rnn' | 'lstm' | 'gru'.
     'rnn_classifier': RNNClassifier,
+    # Generative: autoencoder (logits), VAE ((logits, mean, logvar)), DCGAN (G and D).
+    'autoencoder': ConvAutoencoder,
+    'vae': VAE,
+    'dcgan': DCGAN,
 }
 
 
