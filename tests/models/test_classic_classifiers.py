@@ -5,6 +5,7 @@ import functools
 import math
 import re
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -216,7 +217,7 @@ def test_vit_dropout_needs_rng_in_training_and_is_off_in_eval():
   variables = numpy_variables(model, x.shape)
   eval_logits = model.apply(variables, x, train=False)
   np.testing.assert_array_equal(eval_logits, model.apply(variables, x, train=False))
-  with pytest.raises(Exception, match='dropout'):
+  with pytest.raises(flax.errors.InvalidRngError, match='dropout'):
     model.apply(variables, x, train=True)
   train_logits = model.apply(variables, x, train=True, rngs={'dropout': KEY})
   assert bool(jnp.isfinite(train_logits).all())
