@@ -111,6 +111,21 @@ SMOKE: dict[str, dict[str, Any]] = {
         "batch_size": 32, "gan": {"latent_dim": 8, "features": 4, "num_layers": 2},
         "scorer": {"features": (4,), "dense": (16,), "num_epochs": 1},
         "num_score_samples": 64, "log_every": 4, "progress": False},
+    # About a minute: a tiny prior trained for a few steps, 2-iteration MoDLs, 3 DPS steps.
+    "generative_recon": {
+        "recon": {
+            "num_volumes": 4, "slices_per_volume": 2, "shape": (24, 24), "num_coils": 2,
+            "val_volumes": 1, "test_volumes": 1, "center_fraction": 0.1,
+            "modl": {"num_iters": 2, "cg_iters": 2, "depth": 2, "width": 4,
+                     "lam_init": 0.05},
+            "num_epochs": 1, "batch_size": 2, "cg_iters": 3, "cs_iters": 3,
+            "log_every": 2, "figure_slices": 1},
+        "diffusion": {"model": {"base_channels": 4, "channel_mults": (1, 2),
+                                "num_groups": 2},
+                      "num_steps": 100, "num_epochs": 1, "steps_per_epoch": 2,
+                      "batch_size": 2, "warmup_steps": 0},
+        "dps": {"num_samples": 2, "num_sample_steps": 3},
+        "calibration_bins": 4, "lesion_radius": 1.5},
 }
 
 # Keys (leaf names) whose values do not change what a run computes: a rerun

@@ -23,6 +23,7 @@ LAYERS = (
     ("fdl.data",),
     ("fdl.train",),
     ("fdl.evaluate", "fdl.bench"),
+    ("fdl.generative",),  # diffusion priors: on models, mri, train; below studies
     ("fdl.tasks",),
     ("fdl.studies",),
 )

@@ -217,7 +217,8 @@ def make_diffusion_train_step(schedule: Schedule, *, input_key: str = "image",
     donate: donate the state's buffers.
 
   Returns:
-    ``train_step``; metrics (float32 scalars): ``loss``, ``grad_norm``,
+    ``train_step``; metrics (float32 scalars): ``loss`` (= ``total_loss``: no
+    penalties), ``grad_norm``,
     ``param_norm``, ``update_norm`` and ``learning_rate`` when given.
   """
   if mesh is None:
@@ -237,7 +238,7 @@ def make_diffusion_train_step(schedule: Schedule, *, input_key: str = "image",
     loss, grads = jax.value_and_grad(objective)(state.params)
     updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+    metrics = {"loss": loss, "total_loss": loss, "grad_norm": optax.tree.norm(grads),
                "param_norm": optax.tree.norm(params),
                "update_norm": optax.tree.norm(updates)}
     if lr is not None:
