@@ -298,6 +298,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   figure = os.path.join(workdir, "learning_curves.png")
   if is_writer():
     plot_learning_curves({c: r.history for c, r in results.items()}, figure,
+                         best_epochs={c: r.best_epoch for c, r in results.items()},
                          title=f"digits read by {config.read} "
                                f"(T={splits.sequence_shape[0]}, "
                                f"F={splits.sequence_shape[1]})")
@@ -319,13 +320,16 @@ def report(summary: dict) -> str:
   return json.dumps(shown, indent=2)
 
 
-def plot_learning_curves(histories: dict, path: str, title: str = "") -> None:
+def plot_learning_curves(histories: dict, path: str, *, best_epochs: dict | None = None,
+                         title: str = "") -> None:
   """Loss (train solid, val dashed) and validation accuracy per epoch, one line per model.
 
   Args:
     histories: model name -> `FitResult.history` (dicts with ``epoch``, ``train/loss``,
       ``val/loss``, ``val/accuracy``).
     path: output PNG.
+    best_epochs: model name -> 0-based epoch of the state evaluated on the test split,
+      marked with a star on the accuracy panel.
     title: the figure's title.
   """
   plt = figures.pyplot()
@@ -339,9 +343,13 @@ def plot_learning_curves(histories: dict, path: str, title: str = "") -> None:
                  label=f"{name} val")
     ax_acc.plot(epochs, [h["val/accuracy"] for h in history], "-o", color=color,
                 markersize=3, label=name)
+    if best_epochs and best_epochs.get(name) is not None:
+      best = history[best_epochs[name]]
+      ax_acc.plot(best["epoch"] + 1, best["val/accuracy"], "*", color=color,
+                  markersize=13, markeredgecolor="k")
   ax_loss.set_ylabel("cross-entropy")
   ax_loss.set_yscale("log")
-  ax_acc.set_ylabel("validation accuracy")
+  ax_acc.set_ylabel("validation accuracy (star: the state tested)")
   for ax in (ax_loss, ax_acc):
     ax.set_xlabel("epoch")
     ax.grid(alpha=0.3)
