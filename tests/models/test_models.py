@@ -8,6 +8,7 @@ from ``jax.eval_shape`` alone, which compiles nothing.
 
 import functools
 import math
+import os
 import re
 
 import jax
@@ -466,10 +467,26 @@ TINY_KWARGS = {
 
 # Reconstruction networks take k-space, not NHWC images; tests/models/test_recon_models.py.
 RECON_MODELS = {'recon_unet', 'modl', 'varnet'}
+# Registered models with test files of their own (shapes, parameter counts, errors).
+OWN_TESTS = {
+    'recon_segmenter': 'test_joint.py',
+    'diffusion_unet': 'test_diffusion_unet.py',
+    'alexnet': 'test_classic_classifiers.py', 'alexnet_cifar': 'test_classic_classifiers.py',
+    'vgg11': 'test_classic_classifiers.py', 'vgg16': 'test_classic_classifiers.py',
+    'vgg11_cifar': 'test_classic_classifiers.py', 'vit_b16': 'test_classic_classifiers.py',
+    'vit_cifar': 'test_classic_classifiers.py',
+    'rnn_classifier': 'test_recurrent.py',
+    'autoencoder': 'test_autoencoder.py', 'vae': 'test_autoencoder.py', 'dcgan': 'test_gan.py',
+}
 
 
 def test_registry_names():
-  assert set(MODELS) == set(TINY_KWARGS) | RECON_MODELS
+  # Every registered model is tested: here (TINY_KWARGS, RECON_MODELS) or in its own file.
+  assert set(MODELS) == set(TINY_KWARGS) | RECON_MODELS | set(OWN_TESTS)
+  here = os.path.dirname(os.path.abspath(__file__))
+  for name, test_file in OWN_TESTS.items():
+    with open(os.path.join(here, test_file), encoding='utf-8') as f:
+      assert name in f.read(), (name, test_file)
 
 
 @pytest.mark.parametrize('name', sorted(TINY_KWARGS))
