@@ -406,8 +406,8 @@ def plot_reconstructions(path: str, shown: dict, correlation: dict) -> None:
     error = np.abs(s[dif_name] - s["reference"])
     top = float(np.percentile(s["std"], 99.5)) or 1.0
     panels = [(s["reference"], "gray", vmax, f"reference ({tag})")]
-    panels += [(s[n], "gray", vmax, n.replace(f"_{tag}", "").replace("_", " "))
-               for n in names]
+    panels += [(s[n], "gray", vmax, (n if "_at_" in n else n[:-len(tag) - 1]
+                                     ).replace("_", " ")) for n in names]
     panels += [(error, "magma", top, "|posterior mean - ref|"),
                (s["std"], "magma", top,
                 f"posterior std, r = {correlation[f'diffusion_{tag}']:.2f}")]

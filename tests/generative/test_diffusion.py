@@ -213,3 +213,29 @@ def test_dps_sample_is_deterministic_given_the_key_and_shapes_are_kept():
 def test_bad_arguments_raise_value_errors_that_name_them(call, message):
   with pytest.raises(ValueError, match=message):
     call()
+
+
+def test_the_train_step_uses_the_state_key_and_the_epsilon_loss():
+  import optax
+  from fdl.models.diffusion_unet import _TinyDiffusionUNet
+  from fdl.train.state import create_train_state
+  model = _TinyDiffusionUNet()
+  s = dif.linear_schedule(50, 1e-3, 0.2)
+  specs = (jax.ShapeDtypeStruct((1, 6, 5, 2), jnp.float32),
+           jax.ShapeDtypeStruct((1,), jnp.int32))
+  state = create_train_state(model, optax.sgd(0.1), example_inputs=specs, seed=3)
+  x0 = np.random.default_rng(0).normal(size=(2, 6, 5, 2)).astype(np.float32)
+  # The loss of step 0, by hand: key fold_in(rng, 0), split into (loss key, dropout key).
+  loss_key = jax.random.split(state.step_key())[0]
+  expected = dif.diffusion_loss(lambda x, t: model.apply(state.variables, x, t, train=False),
+                                s, jnp.asarray(x0), loss_key)
+  step = dif.make_diffusion_train_step(s, donate=False)
+  new_state, metrics = step(state, {"image": x0})
+  np.testing.assert_allclose(metrics["loss"], expected, rtol=1e-5)
+  assert int(new_state.step) == 1 and float(metrics["grad_norm"]) > 0
+  again, metrics_again = step(state, {"image": x0})
+  assert float(metrics_again["loss"]) == float(metrics["loss"])  # deterministic
+  with pytest.raises(ValueError, match=r"batch must hold 'image'"):
+    step(state, {"x": x0})
+  with pytest.raises(ValueError, match=r"batch\['image'\] must be a float array"):
+    step(state, {"image": x0[0]})
