@@ -235,3 +235,23 @@ def differing_keys(stored: Mapping, wanted: Mapping, *,
 
   walk(stored, wanted, "")
   return out
+
+
+def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, *,
+                         harmless: Iterable[str] = HARMLESS) -> None:
+  """Raises ValueError if `workdir` holds a ``config.json`` of another config.
+
+  Differences in the `harmless` keys only are allowed (see the module docstring).
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path, encoding="utf-8") as f:
+    stored = json.load(f)
+  changed = differing_keys(stored, as_json(config),
+                                        ignore=harmless)
+  if changed:
+    raise ValueError(
+        f"{workdir} holds a run of another config (keys {changed} differ from its "
+        "config.json); rerunning would mix its finished runs with new ones. Use "
+        "another --workdir, delete that directory, or restore those values")

@@ -95,24 +95,8 @@ def _write_json(path: str, obj) -> None:
   write_json(path, obj)
 
 
-def check_workdir_config(config: ml_collections.ConfigDict, workdir: str, *,
-                         harmless: Iterable[str] = config_files.HARMLESS) -> None:
-  """Raises ValueError if `workdir` holds a ``config.json`` of another config.
-
-  Differences in the `harmless` keys only are allowed (see the module docstring).
-  """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  with open(path, encoding="utf-8") as f:
-    stored = json.load(f)
-  changed = config_files.differing_keys(stored, config_files.as_json(config),
-                                        ignore=harmless)
-  if changed:
-    raise ValueError(
-        f"{workdir} holds a run of another config (keys {changed} differ from its "
-        "config.json); rerunning would mix its finished runs with new ones. Use "
-        "another --workdir, delete that directory, or restore those values")
+# Also used by tasks that run several models in one work directory.
+check_workdir_config = config_files.check_workdir_config
 
 
 def run_study(config: ml_collections.ConfigDict, workdir: str,

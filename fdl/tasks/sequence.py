@@ -220,22 +220,6 @@ def evaluate_test(states: dict, splits: SequenceSplits) -> dict:
   return out
 
 
-def _check_workdir(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """Refuses a work directory holding a run of another config (checkpoints would mix)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  with open(path, encoding="utf-8") as f:
-    stored = json.load(f)
-  changed = config_files.differing_keys(stored, config_files.as_json(config),
-                                        ignore=config_files.HARMLESS)
-  if changed:
-    raise ValueError(
-        f"{workdir} holds a run of another config (keys {changed} differ from its "
-        "config.json); use another --workdir, delete that directory, or restore "
-        "those values")
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains one classifier per cell, then evaluates the sealed test split once.
 
@@ -255,7 +239,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """
   config = config_files.resolve_smoke(config, "sequence")
   check_config(config)
-  _check_workdir(config, workdir)
+  config_files.check_workdir_config(config, workdir)
   splits = make_sequence_splits(config)
   check_config(config, len(splits.train["label"]))
   os.makedirs(workdir, exist_ok=True)
