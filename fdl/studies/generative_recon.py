@@ -421,30 +421,6 @@ def plot_reconstructions(path: str, shown: dict, correlation: dict) -> None:
 
 
 def plot_calibration(path: str, calibration: dict, correlation: dict) -> None:
-  """Observed vs Gaussian-expected mean |error| per std bin, and the coverage curve."""
-  plt = figures.pyplot()
-  fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-  top = 0.0
-  for (method, cal), style in zip(calibration.items(), ("o-", "s-", "^-", "d-")):
-    expected = [b["expected_mean_abs_error"] for b in cal["bins"]]
-    observed = [b["mean_abs_error"] for b in cal["bins"]]
-    top = max(top, *expected, *observed)
-    left.plot(expected, observed, style, markersize=4,
-              label=f"{method} posterior (r = {correlation[method]:.2f})")
-    right.plot(cal["coverage"]["k"], cal["coverage"]["observed"], style, markersize=4,
-               label=method)
-  left.plot([0, top], [0, top], "k--", lw=1, label="calibrated")
-  left.set_xlabel("expected mean |error| = mean std x sqrt(2/pi)")
-  left.set_ylabel("observed mean |error|")
-  left.legend(fontsize=8)
-  cov = next(iter(calibration.values()))["coverage"]
-  right.plot(cov["k"], cov["gaussian"], "k--", lw=1, label="Gaussian")
-  right.set_xlabel("k")
-  right.set_ylabel("fraction of pixels with |error| <= k std")
-  right.set_ylim(0, 1.02)
-  right.legend(fontsize=8)
-  for ax in (left, right):
-    ax.grid(alpha=0.3)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  """The uncertainty study's calibration figure for the posterior std per acceleration."""
+  unc_study.plot_calibration(path, calibration, correlation,
+                             labels={m: f"{m} posterior" for m in calibration})

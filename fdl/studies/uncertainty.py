@@ -312,20 +312,26 @@ def report(summary: dict) -> str:
 
 
 
-def plot_calibration(path: str, calibration: dict, correlation: dict) -> None:
-  """Observed vs Gaussian-expected mean |error| per std bin, and the coverage curve."""
+def plot_calibration(path: str, calibration: dict, correlation: dict, *,
+                     labels: dict | None = None) -> None:
+  """Observed vs Gaussian-expected mean |error| per std bin, and the coverage curve.
+
+  Args:
+    labels: legend name per method of `calibration` (default: this study's).
+  """
   plt = figures.pyplot()
+  labels = _LABELS if labels is None else labels
   fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
   top = 0.0
-  for method, style in zip(calibration, ("o-", "s-")):
+  for method, style in zip(calibration, ("o-", "s-", "^-", "d-")):
     cal = calibration[method]
     expected = [b["expected_mean_abs_error"] for b in cal["bins"]]
     observed = [b["mean_abs_error"] for b in cal["bins"]]
     top = max(top, *expected, *observed)
     left.plot(expected, observed, style, markersize=4,
-              label=f"{_LABELS[method]} (r = {correlation[method]:.2f})")
+              label=f"{labels[method]} (r = {correlation[method]:.2f})")
     cov = cal["coverage"]
-    right.plot(cov["k"], cov["observed"], style, markersize=4, label=_LABELS[method])
+    right.plot(cov["k"], cov["observed"], style, markersize=4, label=labels[method])
   left.plot([0, top], [0, top], "k--", lw=1, label="calibrated")
   left.set_xlabel("expected mean |error| = mean std x sqrt(2/pi)")
   left.set_ylabel("observed mean |error|")
