@@ -177,16 +177,9 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 def prior_finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   """The prior's summary if `workdir` holds a finished run of this config, else None."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
+  if not os.path.exists(os.path.join(workdir, "config.json")):
     return None
-  with open(path, encoding="utf-8") as f:
-    stored = json.load(f)
-  changed = config_files.differing_keys(stored, config_files.as_json(config),
-                                        ignore=config_files.HARMLESS)
-  if changed:
-    raise ValueError(f"{workdir} holds a prior of another config (keys {changed} differ); "
-                     "delete it or use another --workdir")
+  config_files.check_workdir_config(config, workdir)
   summary = os.path.join(workdir, "summary.json")
   if not os.path.exists(summary):
     return None

@@ -278,17 +278,9 @@ def finished_summary(config: ml_collections.ConfigDict, workdir: str) -> dict | 
       checkpoints under the new config. Names the (dotted) keys that differ.
   """
   config = config_files.resolve_smoke(config, "mri_recon")
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
+  if not os.path.exists(os.path.join(workdir, "config.json")):
     return None
-  with open(config_path, encoding="utf-8") as f:
-    stored = json.load(f)
-  changed = config_files.differing_keys(stored, config_files.as_json(config),
-                                        ignore=config_files.HARMLESS)
-  if changed:
-    raise ValueError(f"{workdir} holds a run of another config (keys {changed} differ); "
-                     "its checkpoints would be resumed. Delete that directory or use "
-                     "another --workdir")
+  config_files.check_workdir_config(config, workdir)
   summary_path = os.path.join(workdir, "summary.json")
   if not os.path.exists(summary_path):
     return None
