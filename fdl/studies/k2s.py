@@ -159,7 +159,6 @@ def _ranks(x) -> np.ndarray:
 def summarize(config, configs, workdir: str, results: dict) -> dict:
   """Segments the test slices every way (module docstring) and scores them."""
   from fdl.mri import metrics  # pylint: disable=g-import-not-at-top
-  from fdl.data import mri_volumes  # pylint: disable=g-import-not-at-top
   from fdl.evaluate import segmentation as seg_eval  # pylint: disable=g-import-not-at-top
   from fdl.tasks import reconstruction, segmentation  # pylint: disable=g-import-not-at-top
   from fdl import models  # pylint: disable=g-import-not-at-top
@@ -190,9 +189,9 @@ def summarize(config, configs, workdir: str, results: dict) -> dict:
       rc_images = []
       for v, m in zip(volumes, masks):
         # The k-space scaled as the MoDL's training data were (centre-line rule).
-        scale = 1.0 / mri_volumes.center_rss_max(v["kspace"], seg_config.center_fraction)
+        scale = segmentation.kspace_scale(v["kspace"], seg_config.center_fraction)
         image = models.reconstruct(recon_model, recon_vars,
-                                   (v["kspace"] * np.float32(scale)).astype(np.complex64),
+                                   (v["kspace"] * scale).astype(np.complex64),
                                    m[:, None, None, :], v["maps"])
         rc_images.append(segmentation.normalize_input(image))
     else:
