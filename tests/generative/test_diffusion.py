@@ -1,4 +1,4 @@
-"""Tests of fdl.generative.diffusion: closed forms vs NumPy, samplers with an oracle, DPS."""
+"""Tests of fdl.generative.diffusion: closed forms vs NumPy, samplers with an oracle, DPS, DDS."""
 
 import jax
 import jax.numpy as jnp
@@ -187,6 +187,46 @@ def test_dps_sample_is_deterministic_given_the_key_and_shapes_are_kept():
   assert float(jnp.abs(a - c).max()) > 1e-3
 
 
+def test_a_dds_step_with_a_full_mask_lands_on_the_truth_and_renoises_by_hand():
+  s = dif.linear_schedule(100, 1e-3, 0.05)
+  x, maps, mask, _ = mri_problem(height=5, width=7)
+  full = jnp.ones_like(mask)
+  kspace = sense_forward(x, maps, full)
+  eps_fn = lambda z, t: jnp.zeros_like(z)
+  xt = jax.random.normal(KEY, (2, 5, 7, 2))
+  t, noise = jnp.full((2,), 5, jnp.int32), jnp.zeros_like(xt)
+  # Normalized maps and a full mask: A^H A = I, one CG iteration solves A x = y.
+  last, res = dif.dds_step(eps_fn, s, xt, t, jnp.full((2,), -1, jnp.int32), noise, kspace,
+                           maps, full, cg_iters=1, scale=2.0)
+  np.testing.assert_allclose(dif.channels_to_image(last, 2.0), x, atol=1e-5)
+  assert res.shape == (2,) and float(jnp.max(res)) < 1e-4
+  # An inner step: sqrt(ab_{t-1}) x0 + 0 * eps (eps = 0, noise = 0).
+  inner, _ = dif.dds_step(eps_fn, s, xt, t, t - 1, noise, kspace, maps, full, cg_iters=1,
+                          eta=0.5)
+  np.testing.assert_allclose(inner, np.sqrt(float(s.alpha_bars[4])) *
+                             np.asarray(dif.image_to_channels(x)), rtol=1e-5, atol=1e-5)
+
+
+def test_dds_with_a_partial_mask_fits_the_data_and_differs_between_keys():
+  s = dif.linear_schedule(20, 1e-3, 0.2)
+  # One coil and half the columns: A has a null space (3 of 7 columns unmeasured).
+  x, maps, mask, kspace = mri_problem(height=5, width=7, coils=1, batch=1)
+  eps_fn = lambda z, t: 0.1 * z
+  steps = dif.sample_timesteps(20, 4)
+  a, res = dif.dds_sample(eps_fn, s, KEY, kspace, maps, mask, timesteps=steps, cg_iters=30)
+  b, _ = dif.dds_sample(eps_fn, s, KEY, kspace, maps, mask, timesteps=steps, cg_iters=30)
+  c, _ = dif.dds_sample(eps_fn, s, jax.random.key(9), kspace, maps, mask, timesteps=steps,
+                        cg_iters=30)
+  assert a.shape == (1, 5, 7) and a.dtype == jnp.complex64 and res.shape == (4, 1)
+  np.testing.assert_array_equal(a, b)
+  # Every step ends data-consistent; what the data leave open, the keys fill in.
+  norm_y = float(jnp.sqrt(jnp.sum(jnp.abs(kspace) ** 2)))
+  assert float(jnp.max(res)) < 1e-3 * norm_y
+  r = sense_forward(c, maps, mask) - kspace
+  assert float(jnp.sqrt(jnp.sum(jnp.abs(r) ** 2))) < 1e-3 * norm_y
+  assert float(jnp.abs(a - c).max()) > 1e-2
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: dif.linear_schedule(0), "num_steps must be a positive int; got 0"),
     (lambda: dif.linear_schedule(10, 0.1, 0.01), "beta_start and beta_end"),
@@ -209,6 +249,11 @@ def test_dps_sample_is_deterministic_given_the_key_and_shapes_are_kept():
                             jnp.zeros((1, 2, 3, 3), jnp.complex64),
                             jnp.ones((1, 1, 1, 3)), timesteps=[5, 0], zeta=1.0),
      "kspace must be complex64"),
+    (lambda: dif.dds_sample(lambda x, t: x, dif.linear_schedule(10), KEY,
+                            jnp.zeros((1, 2, 3, 3), jnp.complex64),
+                            jnp.zeros((1, 2, 3, 3), jnp.complex64),
+                            jnp.ones((1, 1, 1, 3)), timesteps=[5, 0], cg_iters=0),
+     "cg_iters must be an int >= 1"),
 ])
 def test_bad_arguments_raise_value_errors_that_name_them(call, message):
   with pytest.raises(ValueError, match=message):
