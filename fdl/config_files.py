@@ -124,7 +124,8 @@ SMOKE: dict[str, dict[str, Any]] = {
                                 "num_groups": 2},
                       "num_steps": 100, "num_epochs": 1, "steps_per_epoch": 2,
                       "batch_size": 2, "warmup_steps": 0},
-        "dps": {"num_samples": 2, "num_sample_steps": 3},
+        "sampler": {"num_samples": 2, "num_sample_steps": 3, "cg_iters": 2},
+        "baselines": {"mc_dropout": {"num_samples": 2}, "ensemble": {"num_members": 2}},
         "calibration_bins": 4, "lesion_radius": 1.5},
 }
 

@@ -55,6 +55,14 @@ from fdl.train.state import create_train_state, num_params
 
 NAME = "generative_recon"
 PRIOR_DIR = "diffusion"
+BASELINES_DIR = "uncertainty"
+SAMPLERS = ("dds", "dps")
+SAMPLER_REFERENCES = {
+    "dds": "Chung, Lee & Ye, Decomposed diffusion sampler for accelerating large-scale "
+           "inverse problems, ICLR 2024",
+    "dps": "Chung et al., Diffusion posterior sampling for general noisy inverse "
+           "problems, ICLR 2023",
+}
 
 
 def _tag(acceleration: float) -> str:
@@ -69,11 +77,17 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   if config.recon.dataset != "anatomy":
     raise ValueError(f"config.recon.dataset must be 'anatomy' (trained on MNI152, tested on "
                      f"other anatomies); got {config.recon.dataset!r}")
-  if int(config.dps.num_samples) < 2:
-    raise ValueError(f"config.dps.num_samples must be >= 2 (a std needs two draws); got "
-                     f"{config.dps.num_samples!r}")
-  if not config.dps.zeta > 0:
-    raise ValueError(f"config.dps.zeta must be > 0; got {config.dps.zeta!r}")
+  sampler = config.sampler
+  if sampler.method not in SAMPLERS:
+    raise ValueError(f"config.sampler.method must be one of {SAMPLERS}; got "
+                     f"{sampler.method!r}")
+  if int(sampler.num_samples) < 2:
+    raise ValueError(f"config.sampler.num_samples must be >= 2 (a std needs two draws); "
+                     f"got {sampler.num_samples!r}")
+  if sampler.method == "dps" and not sampler.zeta > 0:
+    raise ValueError(f"config.sampler.zeta must be > 0; got {sampler.zeta!r}")
+  if sampler.method == "dds" and not int(sampler.cg_iters) >= 1:
+    raise ValueError(f"config.sampler.cg_iters must be >= 1; got {sampler.cg_iters!r}")
 
 
 def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.ConfigDict]:
@@ -86,6 +100,29 @@ def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
     run_config.acceleration = float(accel)
     runs[f"modl_{_tag(accel)}"] = run_config
   return runs
+
+
+def baselines_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `fdl.studies.uncertainty` config of the MC-dropout and ensemble baselines.
+
+  Their runs are MoDLs of the first acceleration's config (same data, split, masks
+  and test slices as ``modl_<R>x``), scored with this study's object threshold,
+  calibration bins and lesion, so that their numbers stand next to the posterior's.
+  """
+  first = next(iter(run_configs(config).values()))
+  out = ml_collections.ConfigDict()
+  out.seed = int(config.seed)
+  out.smoke = False  # the recon config is derived from this (resolved) config
+  out.recon = ml_collections.ConfigDict(first.to_dict())
+  out.mc_dropout = ml_collections.ConfigDict(config.baselines.mc_dropout.to_dict())
+  out.ensemble = ml_collections.ConfigDict(config.baselines.ensemble.to_dict())
+  for key in ("object_threshold", "calibration_bins", "lesion_radius", "lesion_value",
+              "lesion_prefer", "lesion_gap"):
+    out[key] = config[key]
+  out.std_ddof = 1
+  out.figure_slice = 0
+  out.compilation_cache = False  # this study's cache is on already
+  return out
 
 
 # --- the prior -----------------------------------------------------------------------------
@@ -175,8 +212,12 @@ def train_prior(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return summary
 
 
-def prior_finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
-  """The prior's summary if `workdir` holds a finished run of this config, else None."""
+def finished(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+  """The summary if `workdir` holds a finished run of `config`, else None.
+
+  Raises:
+    ValueError: `workdir` holds a run of another config.
+  """
   if not os.path.exists(os.path.join(workdir, "config.json")):
     return None
   config_files.check_workdir_config(config, workdir)
@@ -213,10 +254,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   start = time.perf_counter()
   runs = run_configs(config)
   subruns = [harness.SubRun(PRIOR_DIR, run=lambda d: train_prior(config, d),
-                            finished=lambda d: prior_finished(config, d),
+                            finished=lambda d: finished(config, d),
                             describe="diffusion prior, fully sampled images")]
   subruns += [harness.reconstruction_run(name, rc, describe=f"MoDL at {_tag(rc.acceleration)}")
               for name, rc in runs.items()]
+  baselines = baselines_config(config)
+  subruns.append(harness.SubRun(
+      BASELINES_DIR, run=lambda d: unc_study.run(baselines, d),
+      finished=lambda d: finished(baselines, d),
+      describe="MC dropout and deep ensemble of MoDLs at "
+               f"{_tag(baselines.recon.acceleration)}"))
   return harness.run_study(
       config, workdir, subruns,
       lambda results: _evaluate(config, workdir, runs, results,
@@ -224,8 +271,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 def _posterior(config, sampler, test: dict, key) -> tuple[np.ndarray, np.ndarray, float]:
-  """DPS mean and std of the magnitude over ``num_samples`` draws; mean final residual."""
-  n = int(config.dps.num_samples)
+  """Posterior mean and std of the magnitude over ``num_samples`` draws; final residual."""
+  n = int(config.sampler.num_samples)
   kspace, mask, maps = (np.asarray(test[k]) for k in ("kspace", "mask", "maps"))
   slices = kspace.shape[0]
   rep = lambda a: np.concatenate([a] * n)  # sample-major: [n * S, ...]
@@ -236,34 +283,40 @@ def _posterior(config, sampler, test: dict, key) -> tuple[np.ndarray, np.ndarray
           float(np.asarray(residual)[-1].mean()))
 
 
-def _make_sampler(config, eps_fn, scale):
+def make_sampler(config: ml_collections.ConfigDict, eps_fn, scale: float):
+  """The jitted ``sampler(key, kspace, maps, mask) -> (images, residuals)`` of the config."""
   schedule = noise_schedule(config)
-  steps = dif.sample_timesteps(schedule.num_steps, int(config.dps.num_sample_steps))
-
-  @jax.jit
-  def sampler(key, kspace, maps, mask):
-    return dif.dps_sample(eps_fn, schedule, key, kspace, maps, mask, timesteps=steps,
-                          zeta=float(config.dps.zeta), eta=float(config.dps.eta),
-                          scale=scale)
-
-  return sampler
+  s = config.sampler
+  steps = dif.sample_timesteps(schedule.num_steps, int(s.num_sample_steps))
+  if s.method == "dds":
+    draw = lambda key, y, maps, mask: dif.dds_sample(
+        eps_fn, schedule, key, y, maps, mask, timesteps=steps, cg_iters=int(s.cg_iters),
+        eta=float(s.eta), scale=scale)
+  else:
+    draw = lambda key, y, maps, mask: dif.dps_sample(
+        eps_fn, schedule, key, y, maps, mask, timesteps=steps, zeta=float(s.zeta),
+        eta=float(s.eta), scale=scale)
+  return jax.jit(draw)
 
 
 def _evaluate(config, workdir, runs, results, train_seconds: float) -> dict:
   start = time.perf_counter()
   eps_fn, scale = load_prior(config, os.path.join(workdir, PRIOR_DIR), results[PRIOR_DIR])
-  sampler = _make_sampler(config, eps_fn, scale)
+  sampler = make_sampler(config, eps_fn, scale)
   trained = {name: reconstruction.load_trained(os.path.join(workdir, name))[:2]
              for name in runs}
   first = next(iter(runs))
   key = jax.random.PRNGKey(int(config.seed))
   scores, correlation, calibration, residuals = {}, {}, {}, {}
-  shown, probe = {}, None
+  shown, lesion = {}, {k: [] for k in ("mean", "std", "mean_lesion", "std_lesion",
+                                       "target", "target_lesion", "disc", "ring")}
   for a_index, accel in enumerate(config.accelerations):
     tag = _tag(accel)
     run_config = runs[f"modl_{tag}"]
     pipeline = reconstruction.make_pipeline(run_config)
     tests = list(pipeline.test_volumes())
+    probe_here = a_index == 0 and config.lesion_probe
+    full = unc_study.full_test_volumes(run_config, tests) if probe_here else None
     maps_all = {"mean": [], "std": [], "target": [], "inside": []}
     for v_index, test in enumerate(tests):
       args = (test["kspace"], test["mask"], test["maps"])
@@ -288,9 +341,16 @@ def _evaluate(config, workdir, runs, results, train_seconds: float) -> dict:
       if v_index == 0:
         shown[tag] = {"reference": test["target"][0], "std": std[0],
                       **{n: np.asarray(im)[0] for n, im in images.items()}}
-      if a_index == 0 and v_index == 0 and config.lesion_probe:
-        probe = _lesion_probe(config, run_config, tests, test, sampler, volume_key, mean,
-                              std)
+      if probe_here:
+        # The lesion of the uncertainty study, on every test slice; the same key, so
+        # that the difference is the lesion's effect, not sampling noise.
+        lesioned = unc_study.with_lesions(config, run_config, test, full[v_index])
+        mean_l, std_l, _ = _posterior(config, sampler, lesioned, volume_key)
+        for k, v in (("mean", mean), ("std", std), ("mean_lesion", mean_l),
+                     ("std_lesion", std_l), ("target", test["target"]),
+                     ("target_lesion", lesioned["target"]), ("disc", lesioned["disc"]),
+                     ("ring", lesioned["ring"])):
+          lesion[k].append(v)
     cat = {k: np.concatenate(v) for k, v in maps_all.items()}
     num_slices = int(cat["target"].shape[0])
     correlation[f"diffusion_{tag}"] = unc.error_std_correlation(
@@ -298,6 +358,14 @@ def _evaluate(config, workdir, runs, results, train_seconds: float) -> dict:
     calibration[f"diffusion_{tag}"] = unc.calibration(
         cat["mean"], cat["std"], cat["target"], cat["inside"],
         num_bins=int(config.calibration_bins))
+  probe = None
+  if config.lesion_probe:
+    cat = {k: np.concatenate(v) for k, v in lesion.items()}
+    out = unc.lesion_probe(reference=cat["target"], reference_lesion=cat["target_lesion"],
+                           recon=cat["mean"], recon_lesion=cat["mean_lesion"],
+                           std=cat["std"], std_lesion=cat["std_lesion"], disc=cat["disc"],
+                           ring=cat["ring"])
+    probe = {"diffusion": {k: v for k, v in out.items() if k != "per_slice"}}
   test_scores = {}
   for name, per_volume in scores.items():
     entry = {}
@@ -305,22 +373,42 @@ def _evaluate(config, workdir, runs, results, train_seconds: float) -> dict:
       values = np.concatenate([v[s] for v in per_volume])
       entry[s], entry[f"{s}_std"] = float(values.mean()), float(values.std())
     test_scores[name] = entry
+  # The baselines, measured by the uncertainty study on the same test slices.
+  base = results[BASELINES_DIR]
+  base_tag = _tag(config.accelerations[0])
+  for method in unc_study.METHODS:
+    correlation[f"{method}_{base_tag}"] = base["error_std_correlation"][method]
+    calibration[f"{method}_{base_tag}"] = base["calibration"][method]
+    if probe is not None:
+      probe[method] = {k: v for k, v in base["lesion_probe"][method].items()
+                       if k != "per_slice"}
+  for name in ("mc_dropout_mean", "ensemble_mean"):
+    test_scores[f"{name}_{base_tag}"] = base["test"][name]
+  if probe is not None:
+    probe.update(acceleration=float(config.accelerations[0]),
+                 num_slices=int(np.concatenate(lesion["target"]).shape[0]),
+                 radius=float(config.lesion_radius),
+                 value_times_volume_max=float(config.lesion_value))
+  s = config.sampler
   summary = {
       "test": test_scores,
       "num_test_slices": num_slices,
       "error_std_correlation": correlation,
       "calibration": calibration,
       "lesion_probe": probe,
-      "dps": {"num_samples": int(config.dps.num_samples),
-              "num_sample_steps": int(config.dps.num_sample_steps),
-              "zeta": float(config.dps.zeta), "eta": float(config.dps.eta),
-              "reference": "Chung et al., Diffusion posterior sampling for general noisy "
-                           "inverse problems, ICLR 2023",
-              "final_data_residual": {t: float(np.mean(v)) for t, v in residuals.items()}},
+      "sampler": {"method": s.method, "reference": SAMPLER_REFERENCES[s.method],
+                  "num_samples": int(s.num_samples),
+                  "num_sample_steps": int(s.num_sample_steps), "eta": float(s.eta),
+                  **({"cg_iters": int(s.cg_iters)} if s.method == "dds"
+                     else {"zeta": float(s.zeta)}),
+                  "final_data_residual": {t: float(np.mean(v))
+                                          for t, v in residuals.items()}},
       "diffusion": results[PRIOR_DIR],
       "modl": {name: {"val_ssim": results[name].get("val_ssim"),
                       "train_seconds": results[name].get("train_seconds_this_run")}
                for name in runs},
+      "baselines": {"model": base["model"], "mc_dropout": base["mc_dropout"],
+                    "ensemble": base["ensemble"], "seconds": base["seconds"]},
       "mismatch": f"MoDL trained at {first[5:]} applied at the other accelerations "
                   "(modl_trained_<R>_at_<R'>); the diffusion prior was trained without "
                   "under-sampling and serves every acceleration unchanged",
@@ -332,51 +420,29 @@ def _evaluate(config, workdir, runs, results, train_seconds: float) -> dict:
   return summary
 
 
-def _full_test_volume(run_config, test: dict):
-  """The fully sampled test volume of `test`, loaded as `make_pipeline` loads it (checked)."""
-  anatomy = dict(run_config.anatomy.to_dict(), test_volumes=int(run_config.test_volumes))
-  volumes = data.load_volumes(
-      run_config.dataset, seed=run_config.seed, num_volumes=run_config.num_volumes,
-      slices_per_volume=run_config.slices_per_volume, shape=tuple(run_config.shape),
-      num_coils=run_config.num_coils, snr_db=run_config.snr_db,
-      phantom=run_config.phantom, center_fraction=run_config.center_fraction,
-      anatomy=anatomy)
-  volume = {v.name: v for v in volumes}[test["name"]]
-  if not (np.array_equal(volume.kspace * test["mask"], test["kspace"])
-          and np.array_equal(volume.target, test["target"])):
-    raise RuntimeError(f"test volume {test['name']}: reloaded k-space differs from the "
-                       "pipeline's; _full_test_volume must load as make_pipeline does")
-  return volume
-
-
-def _lesion_probe(config, run_config, tests, test, sampler, key, mean, std) -> dict:
-  """The hallucination probe of `fdl.evaluate.uncertainty` on the first test volume."""
-  volume = _full_test_volume(run_config, test)
-  lesioned = unc_study._with_lesions(config, run_config, test, volume)  # pylint: disable=protected-access
-  # The same key: the difference is the lesion's effect, not sampling noise.
-  mean_l, std_l, _ = _posterior(config, sampler, lesioned, key)
-  out = unc.lesion_probe(reference=test["target"], reference_lesion=lesioned["target"],
-                         recon=mean, recon_lesion=mean_l, std=std, std_lesion=std_l,
-                         disc=lesioned["disc"], ring=lesioned["ring"])
-  out = {k: v for k, v in out.items() if k != "per_slice"}
-  return {"volume": test["name"], "acceleration": float(run_config.acceleration),
-          "radius": float(config.lesion_radius),
-          "value_times_volume_max": float(config.lesion_value), **out}
-
-
 def report(summary: dict) -> str:
-  """What ``experiments/generative_recon.py`` prints: scores, correlation, calibration."""
-  shown = {
-      "test": {m: {k: round(s[k], 4) for k in evaluation.SCORES}
-               for m, s in summary["test"].items()},
-      "error_std_correlation": summary["error_std_correlation"],
-      "within_1_std": {m: c["within_1_std"] for m, c in summary["calibration"].items()},
-      "within_2_std": {m: c["within_2_std"] for m, c in summary["calibration"].items()},
-      "lesion_probe": {k: v for k, v in (summary["lesion_probe"] or {}).items()
-                       if k in ("kept_fraction", "spill", "std_disc_over_ring")},
-      "seconds": summary["seconds"],
-  }
-  return json.dumps(shown, indent=2)
+  """What ``experiments/generative_recon.py`` prints: the test table and the uncertainty one."""
+  lines = [f"test ({summary['num_test_slices']} slices per acceleration):",
+           f"{'method':34s} {'PSNR':>7s} {'SSIM':>7s} {'NMSE':>7s}"]
+  for name, s in summary["test"].items():
+    lines.append(f"{name:34s} {s['psnr']:7.2f} {s['ssim']:7.4f} {s['nmse']:7.4f}")
+  probe = summary["lesion_probe"] or {}
+  lines += ["", "uncertainty (error-std correlation r, |error| within 1 / 2 std; lesion "
+            f"probe at {probe.get('acceleration', '-')}x: kept fraction, spill, std disc/ring):",
+            f"{'std of':16s} {'r':>6s} {'1 std':>6s} {'2 std':>6s} {'kept':>6s} {'spill':>6s}"
+            f" {'std d/r':>7s}"]
+  probe_tag = _tag(probe["acceleration"]) if probe else None
+  for name, r in summary["error_std_correlation"].items():
+    c = summary["calibration"][name]
+    method, tag = name.rsplit("_", 1)
+    p = probe.get(method) if tag == probe_tag else None
+    tail = (f" {p['kept_fraction']:6.3f} {p['spill']:6.3f} {p['std_disc_over_ring']:7.3f}"
+            if p else "")
+    lines.append(f"{name:16s} {r:6.3f} {c['within_1_std']:6.3f} {c['within_2_std']:6.3f}"
+                 + tail)
+  lines += ["", "seconds: " + json.dumps({k: round(v, 1) for k, v in
+                                          summary["seconds"].items()})]
+  return "\n".join(lines)
 
 
 # --- figures --------------------------------------------------------------------------

@@ -94,30 +94,25 @@ def run_configs(config: ml_collections.ConfigDict) -> dict[str, ml_collections.C
   return runs
 
 
-def _full_test_volumes(run_config, tests: list[dict]) -> list[data.Volume]:
+def full_test_volumes(run_config, tests: list[dict]) -> list[data.Volume]:
   """The fully sampled test volumes, loaded as `make_pipeline` loads them.
 
   Checked against the pipeline's masked test k-space, so a change to how the
   pipeline loads data cannot go unnoticed here.
   """
-  volumes = data.load_volumes(
-      run_config.dataset, seed=run_config.seed, num_volumes=run_config.num_volumes,
-      slices_per_volume=run_config.slices_per_volume, shape=tuple(run_config.shape),
-      num_coils=run_config.num_coils, snr_db=run_config.snr_db,
-      phantom=run_config.phantom, center_fraction=run_config.center_fraction)
-  by_name = {v.name: v for v in volumes}
+  by_name = {v.name: v for v in reconstruction.load_volumes(run_config)}
   out = []
   for test in tests:
     volume = by_name[test["name"]]
     if not (np.array_equal(volume.kspace * test["mask"], test["kspace"])
             and np.array_equal(volume.target, test["target"])):
       raise RuntimeError(f"test volume {test['name']}: reloaded k-space differs from the "
-                         "pipeline's; _full_test_volumes must load as make_pipeline does")
+                         "pipeline's; full_test_volumes must load as make_pipeline does")
     out.append(volume)
   return out
 
 
-def _with_lesions(config, run_config, test: dict, volume: data.Volume) -> dict:
+def with_lesions(config, run_config, test: dict, volume: data.Volume) -> dict:
   """`test` with a lesion in every slice, plus the discs, rings and centres."""
   target = test["target"]
   radius, gap = float(config.lesion_radius), float(config.lesion_gap)
@@ -188,7 +183,7 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str,
   base = runs["mc_dropout"]
   pipeline = reconstruction.make_pipeline(base)
   tests = list(pipeline.test_volumes())
-  full = _full_test_volumes(base, tests)
+  full = full_test_volumes(base, tests)
   key = jax.random.PRNGKey(config.seed)
   ddof = int(config.std_ddof)
 
@@ -197,7 +192,7 @@ def _evaluate(config: ml_collections.ConfigDict, workdir: str,
   refs = {"target": [], "target_lesion": [], "inside": [], "disc": [], "ring": []}
   centres, scores = [], {}
   for index, (test, volume) in enumerate(zip(tests, full)):
-    lesioned = _with_lesions(config, base, test, volume)
+    lesioned = with_lesions(config, base, test, volume)
     volume_key = jax.random.fold_in(key, index)
     for tag, inputs in (("", test), ("_lesion", lesioned)):
       args = (inputs["kspace"], inputs["mask"], inputs["maps"])

@@ -69,8 +69,8 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
                      f"{config.get('init_from')!r}")
 
 
-def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
-  """Loads the volumes named by the config and splits them by volume.
+def load_volumes(config: ml_collections.ConfigDict) -> list[data.Volume]:
+  """The fully sampled volumes the config names, before the split (`make_pipeline`).
 
   ``config.dataset="anatomy"`` synthesizes the volumes from brain templates with
   ``config.anatomy`` (`fdl.data.anatomy_volumes`: templates and contrasts), its test
@@ -80,7 +80,7 @@ def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
   if config.dataset == "anatomy":
     anatomy = dict((config.get("anatomy") or ml_collections.ConfigDict()).to_dict(),
                    test_volumes=int(config.test_volumes))
-  volumes = data.load_volumes(
+  return data.load_volumes(
       config.dataset, seed=config.seed, num_volumes=config.num_volumes,
       slices_per_volume=config.slices_per_volume, shape=tuple(config.shape),
       num_coils=config.num_coils, snr_db=config.snr_db, phantom=config.phantom,
@@ -89,6 +89,11 @@ def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
       processing={"zero_pad_factor": config.get("zero_pad_factor", 1.0),
                   "jpeg_quality": config.get("jpeg_quality", 0)},
       anatomy=anatomy)
+
+
+def make_pipeline(config: ml_collections.ConfigDict) -> data.ReconPipeline:
+  """Loads the volumes named by the config (`load_volumes`) and splits them by volume."""
+  volumes = load_volumes(config)
   return data.ReconPipeline(
       volumes, val_volumes=config.val_volumes, test_volumes=config.test_volumes,
       mask_type=config.mask, acceleration=config.acceleration,

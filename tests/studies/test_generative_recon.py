@@ -50,15 +50,34 @@ def test_bad_configs_are_refused(tmp_path, overrides, message):
     study.run(_config(**overrides), str(tmp_path))
 
 
-def test_bad_dps_and_dataset_settings_are_refused(tmp_path):
+def test_bad_sampler_and_dataset_settings_are_refused(tmp_path):
+  for key, value, message in (("num_samples", 1, "config.sampler.num_samples must be >= 2"),
+                              ("method", "langevin", "config.sampler.method must be one of"),
+                              ("cg_iters", 0, "config.sampler.cg_iters must be >= 1")):
+    config = _config()
+    config.sampler[key] = value
+    with pytest.raises(ValueError, match=message):
+      study.run(config, str(tmp_path))
   config = _config()
-  config.dps.num_samples = 1
-  with pytest.raises(ValueError, match="config.dps.num_samples must be >= 2"):
+  config.sampler.method, config.sampler.zeta = "dps", 0.0
+  with pytest.raises(ValueError, match="config.sampler.zeta must be > 0"):
     study.run(config, str(tmp_path))
   config = _config()
   config.recon.dataset = "simulated"
   with pytest.raises(ValueError, match="config.recon.dataset must be 'anatomy'"):
     study.run(config, str(tmp_path))
+
+
+def test_the_baselines_run_on_the_first_accelerations_modl_config():
+  config = _config()
+  base = study.baselines_config(config)
+  first = study.run_configs(config)["modl_4x"]
+  assert base.recon.to_dict() == first.to_dict()
+  assert base.lesion_radius == config.lesion_radius and base.seed == config.seed
+  from fdl.studies import uncertainty
+  runs = uncertainty.run_configs(base)
+  assert list(runs) == ["mc_dropout", "ensemble_0", "ensemble_1", "ensemble_2"]
+  assert runs["mc_dropout"].modl.dropout == 0.1 and runs["ensemble_2"].init_seed == 2
 
 
 def test_the_prior_trains_on_the_fully_sampled_training_slices():
@@ -103,11 +122,19 @@ def test_smoke_study_end_to_end(tmp_path):
   assert "modl_trained_4x_at_8x" in test
   assert any("diffusion" in m for m in test)
   assert summary["diffusion"]["undersampling"].startswith("none")
-  assert summary["lesion_probe"]["acceleration"] == 4.0
+  probe = summary["lesion_probe"]
+  assert probe["acceleration"] == 4.0 and probe["num_slices"] == summary["num_test_slices"]
+  for method in ("diffusion", "mc_dropout", "ensemble"):
+    assert np.isfinite(probe[method]["kept_fraction"]), method
+    assert probe[method]["std_disc_over_ring"] >= 0, method  # inf where the ring std is 0
+  for method in ("mc_dropout_4x", "ensemble_4x"):
+    assert -1 <= summary["error_std_correlation"][method] <= 1
+  assert summary["sampler"]["method"] == "dds"
+  assert {"mc_dropout_mean_4x", "ensemble_mean_4x"} <= set(test)
   for name in ("reconstructions.png", "calibration.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   # A rerun reuses every finished sub-run.
   again = subprocess.run(command, capture_output=True, text=True, cwd=REPO_DIR,
                          timeout=1200, check=False)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert again.stdout.count("finished, reused") == 3
+  assert again.stdout.count("finished, reused") == 4
