@@ -108,7 +108,8 @@ SMOKE: dict[str, dict[str, Any]] = {
     # Seconds on a CPU: 8x8 digits, 300 training images, tiny networks, two epochs.
     "generative": {
         "image_size": 8, "max_train_examples": 300, "features": (4, 8), "num_epochs": 2,
-        "batch_size": 32, "gan": {"latent_dim": 8, "features": 4, "num_layers": 2},
+        "batch_size": 32, "gan": {"latent_dim": 8, "features": 4, "num_layers": 2,
+                                          "num_epochs": 2},
         "scorer": {"features": (4,), "dense": (16,), "num_epochs": 1},
         "num_score_samples": 64, "log_every": 4, "progress": False},
     # About a minute: a tiny prior trained for a few steps, 2-iteration MoDLs, 3 DPS steps.

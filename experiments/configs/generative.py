@@ -2,8 +2,7 @@
 
   python experiments/generative.py --workdir runs/generative_vae --config.model=vae
   python experiments/generative.py --workdir runs/generative_ae --config.model=autoencoder
-  python experiments/generative.py --workdir runs/generative_dcgan --config.model=dcgan \
-      --config.num_epochs=100
+  python experiments/generative.py --workdir runs/generative_dcgan --config.model=dcgan
 
 Measured once each on a 2-core AMD EPYC shared with other jobs (load average ~10; the
 times are what these runs got there, not idle-machine times):
@@ -57,10 +56,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.gan.g_learning_rate = 2e-4
   config.gan.d_learning_rate = 2e-4
   config.gan.b1 = 0.5
+  config.gan.num_epochs = 100  # the DCGAN's (config.num_epochs: the autoencoders')
 
   config.batch_size = 64
   config.eval_batch_size = 500
-  config.num_epochs = 30
+  config.num_epochs = 30  # autoencoder and VAE
 
   # The sample-quality classifier (a small CNN on the same training images).
   config.scorer = ml_collections.ConfigDict()

@@ -1,4 +1,4 @@
-"""Generative-prior MRI reconstruction: a diffusion prior with posterior sampling (DPS).
+"""Generative-prior MRI reconstruction: a diffusion prior with posterior sampling.
 
 `run(config, workdir)` is what `experiments/generative_recon.py` calls. Sub-runs, each
 in its own sub-directory (a finished one is reused, an unfinished one resumes):
@@ -7,24 +7,29 @@ in its own sub-directory (a finished one is reused, an unfinished one resumes):
   loss, `fdl.generative.diffusion`) on the *fully sampled* complex coil-combined
   images ``S^H F^{-1} y`` of the training volumes: no mask, no acceleration;
 * ``modl_<R>x/`` for R in ``config.accelerations``: MoDL trained at R through
-  `fdl.tasks.reconstruction.train_and_evaluate` (dataset ``anatomy``).
+  `fdl.tasks.reconstruction.train_and_evaluate` (dataset ``anatomy``);
+* ``uncertainty/``: the uncertainty study (`fdl.studies.uncertainty`: MC dropout and
+  a deep ensemble) on the first acceleration's MoDL config (`baselines_config`).
 
 Then, on the sealed test slices (the same volumes and, per R, the same masks as the
 MoDL run at R saw at its test): zero-filled, CG-SENSE, CS (L1-Haar), MoDL and the
-diffusion posterior (DPS, Chung et al., ICLR 2023; ``num_samples`` draws per slice:
-mean and per-pixel std of the magnitude images). The mismatch case: MoDL trained at
-the first acceleration applied at the others, while the one prior serves every R
-without retraining. The posterior std goes through `fdl.evaluate.uncertainty`
-(error-std correlation, calibration over the object's pixels; the lesion probe at
-the first acceleration).
+diffusion posterior (``config.sampler``: DDS, Chung, Lee & Ye, ICLR 2024, or DPS,
+Chung et al., ICLR 2023; ``num_samples`` draws per slice: mean and per-pixel std of
+the magnitude images). The mismatch case: MoDL trained at the first acceleration
+applied at the others, while the one prior serves every R without retraining. The
+posterior std goes through `fdl.evaluate.uncertainty` (error-std correlation,
+calibration over the object's pixels; the lesion probe on every test slice at the
+first acceleration), next to MC dropout's and the ensemble's on the same slices.
 
 ``summary.json``: ``test`` (method name -> nmse, psnr, ssim and their std over
 slices, names suffixed by the acceleration: ``diffusion_posterior_mean_4x``,
-``modl_4x``, ``cg_sense_4x``, ..., ``modl_trained_4x_at_8x``),
-``error_std_correlation`` and ``calibration`` (``diffusion_<R>x``),
-``lesion_probe``, ``dps`` (sampler settings, mean final data residual),
-``diffusion`` (the prior's training record), ``seconds``. Figures:
-``reconstructions.png`` (every method and the std map) and ``calibration.png``.
+``modl_4x``, ``cg_sense_4x``, ..., ``modl_trained_4x_at_8x``, ``mc_dropout_mean_4x``,
+``ensemble_mean_4x``), ``error_std_correlation`` and ``calibration``
+(``diffusion_<R>x``, ``mc_dropout_<R>x``, ``ensemble_<R>x``), ``lesion_probe``
+(``diffusion``, ``mc_dropout``, ``ensemble``), ``sampler`` (its settings, mean final
+data residual), ``diffusion`` (the prior's training record), ``baselines``,
+``seconds``. Figures: ``reconstructions.png`` (every method and the std map),
+``calibration.png`` and ``prior_samples.png`` (unconditional draws of the prior).
 """
 
 from __future__ import annotations
@@ -417,7 +422,24 @@ def _evaluate(config, workdir, runs, results, train_seconds: float) -> dict:
   if is_writer():
     plot_reconstructions(os.path.join(workdir, "reconstructions.png"), shown, correlation)
     plot_calibration(os.path.join(workdir, "calibration.png"), calibration, correlation)
+    plot_prior_samples(os.path.join(workdir, "prior_samples.png"),
+                       prior_samples(config, eps_fn, key), config)
   return summary
+
+
+def prior_samples(config: ml_collections.ConfigDict, eps_fn, key,
+                  num: int = 8) -> np.ndarray:
+  """Unconditional draws of the prior: deterministic DDIM on the sampler's steps.
+
+  Returns:
+    float32 ``[num, H, W]`` magnitudes in network units (training images reach 1).
+  """
+  schedule = noise_schedule(config)
+  shape = (num, *config.recon.shape, 2)
+  steps = dif.sample_timesteps(schedule.num_steps, int(config.sampler.num_sample_steps))
+  x = jax.jit(lambda k: dif.ddim_sample(eps_fn, schedule, jax.random.normal(k, shape),
+                                        steps))(jax.random.fold_in(key, 10**6))
+  return np.abs(np.asarray(dif.channels_to_image(x)))
 
 
 def report(summary: dict) -> str:
@@ -479,7 +501,20 @@ def plot_reconstructions(path: str, shown: dict, correlation: dict) -> None:
   figures.save_image_grid(fig, axes, path, "first test slice; |error| and std share a scale")
 
 
+def plot_prior_samples(path: str, samples: np.ndarray, config) -> None:
+  """A row of the prior's unconditional samples (`prior_samples`)."""
+  plt = figures.pyplot()
+  fig, axes = plt.subplots(1, len(samples), figsize=(1.6 * len(samples), 2.0),
+                           squeeze=False)
+  for ax, image in zip(axes[0], samples):
+    ax.imshow(image, cmap="gray", vmin=0, vmax=1)
+  figures.save_image_grid(
+      fig, axes, path, f"prior samples (DDIM, {int(config.sampler.num_sample_steps)} "
+      "steps, eta 0), trained on fully sampled images only", fontsize=8)
+
+
 def plot_calibration(path: str, calibration: dict, correlation: dict) -> None:
   """The uncertainty study's calibration figure for the posterior std per acceleration."""
   unc_study.plot_calibration(path, calibration, correlation,
-                             labels={m: f"{m} posterior" for m in calibration})
+                             labels={m: (f"{m} posterior" if m.startswith("diffusion")
+                                         else m).replace("_", " ") for m in calibration})

@@ -32,8 +32,10 @@ from fdl.losses import classification_loss
 from fdl.train.step import make_eval_step, make_train_step
 
 CLASSIFIERS = ("mlp", "cnn", "resnet9", "resnet18", "resnet34", "resnet50")
-# 32 x 32 classic classifiers; their dropout (and other fields) via config.model_kwargs.
+# 32 x 32 classic classifiers; their other fields via config.model_kwargs.
 CLASSIFIERS += ("alexnet_cifar", "vgg11_cifar", "vit_cifar")
+# The classifiers with a dropout rate (config.dropout; -1 keeps the model's own default).
+DROPOUT_CLASSIFIERS = ("mlp", "cnn", "alexnet_cifar", "vgg11_cifar", "vit_cifar")
 # Metric names a run writes; tests and benchmarks check them.
 TRAIN_METRICS = ("train/loss", "train/accuracy", "train/learning_rate",
                  "train/grad_norm", "train/param_norm", "train/steps_per_second")
@@ -48,11 +50,11 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int):
   kwargs: dict[str, Any] = {"num_classes": num_classes}
   if config.bf16:
     kwargs["dtype"] = jnp.bfloat16
-  if config.model in ("mlp", "cnn"):
+  if config.dropout != -1:
+    if config.model not in DROPOUT_CLASSIFIERS:
+      raise ValueError(f"config.dropout applies to {DROPOUT_CLASSIFIERS} only; "
+                       f"{config.model} has none (got {config.dropout}; -1: off)")
     kwargs["dropout"] = config.dropout
-  elif config.dropout:
-    raise ValueError(f"config.dropout applies to mlp and cnn only; "
-                     f"{config.model} has none (got {config.dropout})")
   if config.model.startswith("resnet"):
     kwargs["width"] = config.width
   if config.model in ("resnet18", "resnet34", "resnet50"):

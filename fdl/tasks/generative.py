@@ -591,9 +591,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if config.model not in GENERATIVE_MODELS:
     raise ValueError(f"config.model must be one of {GENERATIVE_MODELS}; "
                      f"got {config.model!r}")
-  for key in ("num_epochs", "batch_size", "num_score_samples"):
-    if isinstance(config[key], bool) or not isinstance(config[key], int) or config[key] < 1:
-      raise ValueError(f"config.{key} must be an int >= 1; got {config[key]!r}")
+  for key in ("num_epochs", "gan.num_epochs", "batch_size", "num_score_samples"):
+    value = config.gan.num_epochs if key == "gan.num_epochs" else config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+      raise ValueError(f"config.{key} must be an int >= 1; got {value!r}")
   create_model(config)  # validates sizes
 
 
@@ -650,6 +651,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   steps_per_epoch = n_train // config.batch_size
   model = create_model(config)
   gan = config.model == "dcgan"
+  num_epochs = config.gan.num_epochs if gan else config.num_epochs
 
   start = time.perf_counter()
   scorer, scorer_val_accuracy = train_scorer(splits, config, mesh)
@@ -665,7 +667,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   else:
     train_arrays = {"image": splits["train"]["image"]}
     schedule = make_schedule(config.schedule, learning_rate=config.learning_rate,
-                             total_steps=config.num_epochs * steps_per_epoch,
+                             total_steps=num_epochs * steps_per_epoch,
                              warmup_steps=0)
     state = create_train_state(model, make_optimizer("adam", schedule),
                                (1, *image_shape(config)), seed=config.seed, mesh=mesh)
@@ -681,7 +683,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   result = fit(state, train_step,
                lambda epoch: data.epoch_batches(train_arrays, config.batch_size,
                                                 seed=config.seed, epoch=epoch),
-               num_epochs=config.num_epochs, eval_step=eval_step, val_data=val_data,
+               num_epochs=num_epochs, eval_step=eval_step, val_data=val_data,
                workdir=workdir, log_every=config.log_every, progress=config.progress)
   train_seconds = time.perf_counter() - start
   if result.interrupted:

@@ -131,7 +131,7 @@ def test_smoke_study_end_to_end(tmp_path):
     assert -1 <= summary["error_std_correlation"][method] <= 1
   assert summary["sampler"]["method"] == "dds"
   assert {"mc_dropout_mean_4x", "ensemble_mean_4x"} <= set(test)
-  for name in ("reconstructions.png", "calibration.png"):
+  for name in ("reconstructions.png", "calibration.png", "prior_samples.png"):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   # A rerun reuses every finished sub-run.
   again = subprocess.run(command, capture_output=True, text=True, cwd=REPO_DIR,

@@ -155,7 +155,7 @@ def test_resume_with_a_longer_schedule_warns(tmp_path, capsys):
     (dict(num_epochs=0), ValueError, r"config.num_epochs must be >= 1; got 0"),
     (dict(dataset="npz", train_file="/nonexistent/train.npz"), (FileNotFoundError, ValueError, OSError), r"/nonexistent/train.npz"),
     (dict(dataset="imagenet"), ValueError, r"'imagenet'"),
-    (dict(model="resnet18", dropout=0.5, model_kwargs={}), ValueError, r"config.dropout applies to mlp and cnn only"),
+    (dict(model="resnet18", dropout=0.5, model_kwargs={}), ValueError, r"config.dropout applies to \('mlp', 'cnn', 'alexnet_cifar'.*resnet18 has none"),
 ])
 def test_bad_config_values_are_named(tmp_path, overrides, error, match):
   with pytest.raises(error, match=match):
@@ -189,3 +189,20 @@ def test_flip_averaged_logits_are_the_mean_over_the_mirror_image():
   # Training calls are unchanged.
   np.testing.assert_array_equal(apply(variables, x, train=True),
                                 model.apply(variables, x, train=True))
+
+
+def test_the_vit_comparison_shares_the_cpu_recipe_but_model_optimizer_and_epochs():
+  recipe = _config("cifar10_cpu.py", None).to_dict()
+  vit = _config("cifar10_vit.py", None).to_dict()
+  resnet = _config("cifar10_vit.py", "resnet9").to_dict()
+  assert resnet == {**recipe, "num_epochs": resnet["num_epochs"]}
+  assert vit["model"] == "vit_cifar" and vit["optimizer"] == "adamw"
+  changed = {k for k in recipe if vit[k] != recipe[k]}
+  assert changed == {"model", "num_epochs", "optimizer", "learning_rate", "weight_decay",
+                     "warmup_epochs", "grad_clip_norm"}
+  # The same data, split, augmentation and test sets.
+  for key in ("train_file", "test_file", "extra_test_files", "val_size", "augmentation",
+              "batch_size", "label_smoothing", "seed"):
+    assert vit[key] == recipe[key] == resnet[key], key
+  with pytest.raises(ValueError, match="config argument must be vit or resnet9"):
+    _config("cifar10_vit.py", "vgg")

@@ -301,6 +301,16 @@ def test_check_config_names_the_key(key, value, message):
     generative.check_config(config)
 
 
+def test_the_dcgan_has_its_own_number_of_epochs():
+  config = _smoke_config("dcgan")
+  config.gan.num_epochs = 0
+  with pytest.raises(ValueError, match=re.escape("config.gan.num_epochs must be an int >= 1")):
+    generative.check_config(config)
+  defaults = config_files.load_config(
+      os.path.join(REPO_DIR, "experiments", "configs", "generative.py"))
+  assert (defaults.num_epochs, defaults.gan.num_epochs) == (30, 100)  # the README's runs
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["vae", "dcgan"])
 def test_smoke_run_end_to_end(model, tmp_path):
