@@ -9,12 +9,12 @@ Both are `cifar10_cpu.py` (the same 45,000 / 5,000 split, augmentation, sealed t
 sets and label smoothing) with the number of epochs cut so that each trains for about
 the same minutes here: `vit_cifar` (1.2 M parameters, patch 4, AdamW as for ViTs)
 for VIT_EPOCHS epochs and ResNet-9 (width 16, the recipe's SGD) for RESNET_EPOCHS.
-The README reports what they reached and what it says about data hunger.
+Measured here (README): ViT 41.4 % test after 469 s, ResNet-9 81.0 % after 479 s.
 """
 
 from fdl import config_files
 
-# Epochs that took about the same minutes for each on a 2-core AMD EPYC (README).
+# Epochs that took about the same minutes (~8) for each on a 2-core AMD EPYC (README).
 VIT_EPOCHS = 1
 RESNET_EPOCHS = 4
 
