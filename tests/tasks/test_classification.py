@@ -204,5 +204,7 @@ def test_the_vit_comparison_shares_the_cpu_recipe_but_model_optimizer_and_epochs
   for key in ("train_file", "test_file", "extra_test_files", "val_size", "augmentation",
               "batch_size", "label_smoothing", "seed"):
     assert vit[key] == recipe[key] == resnet[key], key
-  with pytest.raises(ValueError, match="config argument must be vit or resnet9"):
+  smoke = _config("cifar10_vit.py", "smoke")
+  assert smoke.smoke and smoke.model == "vit_cifar" and smoke.model_kwargs.depth == 1
+  with pytest.raises(ValueError, match="config argument must be vit, resnet9 or smoke"):
     _config("cifar10_vit.py", "vgg")
