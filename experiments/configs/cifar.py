@@ -46,7 +46,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.model = "resnet9"  # mlp, cnn, resnet9, resnet18, resnet34, resnet50
   config.width = 16  # resnet9 / resnet18-50 base width
   config.stem = "cifar"  # resnet18-50: 'cifar' or 'imagenet'
-  config.dropout = -1.0  # mlp, cnn, alexnet_cifar, vgg11_cifar, vit_cifar; -1: the model's
+  config.dropout = -1.0  # mlp, cnn, alexnet_cifar, vgg11/16_cifar, vit_cifar; -1: the model's
   # default (mlp, cnn, vit: none; alexnet, vgg: 0.5 before the hidden dense layers)
   config.model_kwargs = ml_collections.ConfigDict()  # any further constructor arguments
   config.bf16 = False  # bfloat16 compute, float32 parameters

@@ -26,7 +26,7 @@ from fdl.models.resnet9 import ResNet9
 from fdl.models.segmenter import Segmenter, predict_labels
 from fdl.models.unet import UNet
 from fdl.models.varnet import SensitivityModel, VarNet, VarNetCascade, acs_mask
-from fdl.models.vgg import VGG, vgg11, vgg11_cifar, vgg16
+from fdl.models.vgg import VGG, vgg11, vgg11_cifar, vgg16, vgg16_cifar
 from fdl.models.vit import ViT, vit_b16, vit_cifar
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     'vgg11',
     'vgg11_cifar',
     'vgg16',
+    'vgg16_cifar',
     'vit_b16',
     'vit_cifar',
 ]

@@ -26,7 +26,7 @@ from fdl.models.resnet9 import ResNet9
 from fdl.models.segmenter import Segmenter
 from fdl.models.unet import UNet
 from fdl.models.varnet import VarNet
-from fdl.models.vgg import vgg11, vgg11_cifar, vgg16
+from fdl.models.vgg import vgg11, vgg11_cifar, vgg16, vgg16_cifar
 from fdl.models.vit import vit_b16, vit_cifar
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -55,6 +55,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     'vgg11': vgg11,
     'vgg16': vgg16,
     'vgg11_cifar': vgg11_cifar,
+    'vgg16_cifar': vgg16_cifar,
     'vit_b16': vit_b16,
     'vit_cifar': vit_cifar,
     # Sequences [N, T, F] -> logits [N, num_classes]: cell='rnn' | 'lstm' | 'gru'.

@@ -33,9 +33,10 @@ from fdl.train.step import make_eval_step, make_train_step
 
 CLASSIFIERS = ("mlp", "cnn", "resnet9", "resnet18", "resnet34", "resnet50")
 # 32 x 32 classic classifiers; their other fields via config.model_kwargs.
-CLASSIFIERS += ("alexnet_cifar", "vgg11_cifar", "vit_cifar")
+CLASSIFIERS += ("alexnet_cifar", "vgg11_cifar", "vgg16_cifar", "vit_cifar")
 # The classifiers with a dropout rate (config.dropout; -1 keeps the model's own default).
-DROPOUT_CLASSIFIERS = ("mlp", "cnn", "alexnet_cifar", "vgg11_cifar", "vit_cifar")
+DROPOUT_CLASSIFIERS = ("mlp", "cnn", "alexnet_cifar", "vgg11_cifar", "vgg16_cifar",
+                       "vit_cifar")
 # Metric names a run writes; tests and benchmarks check them.
 TRAIN_METRICS = ("train/loss", "train/accuracy", "train/learning_rate",
                  "train/grad_norm", "train/param_norm", "train/steps_per_second")

@@ -60,6 +60,8 @@ def test_imagenet_parameter_counts_equal_torchvision(model, expected):
     (models.alexnet_cifar(), 7_506_762),
     (models.vgg11_cifar(), 9_231_114),
     (models.vgg11_cifar(batch_norm=False), 9_225_610),
+    (models.vgg16_cifar(), 14_728_266),
+    (models.vgg16_cifar(batch_norm=False), 14_719_818),
     (models.vit_cifar(), 1_205_898),
 ])
 def test_cifar_parameter_counts_and_shapes(model, expected):
@@ -78,6 +80,9 @@ def test_cifar_counts_by_hand():
   widths = [3] + [v for v in CONFIGS['A'] if v != 'M']
   vgg = sum(conv(a, b, 3) for a, b in zip(widths, widths[1:])) + dense(512, 10)
   assert vgg == 9_225_610 and vgg + 2 * sum(widths[1:]) == 9_231_114
+  widths = [3] + [v for v in CONFIGS['D'] if v != 'M']
+  vgg = sum(conv(a, b, 3) for a, b in zip(widths, widths[1:])) + dense(512, 10)
+  assert vgg == 14_719_818 and vgg + 2 * sum(widths[1:]) == 14_728_266
   w, tokens = 128, 65
   block = 2 * 2 * w + 4 * dense(w, w) + dense(w, 512) + dense(512, w)
   vit = conv(3, w, 4) + w + tokens * w + 6 * block + 2 * w + dense(w, 10)
@@ -92,6 +97,7 @@ def test_cifar_counts_by_hand():
     (models.vit_b16(num_classes=10), (3, 224, 224, 3)),
     (models.alexnet_cifar(num_classes=10), (7, 37, 41, 3)),
     (models.vgg11_cifar(num_classes=10), (5, 33, 47, 2)),
+    (models.vgg16_cifar(num_classes=10), (3, 35, 39, 1)),
 ])
 def test_logits_shape_for_ten_classes_and_odd_batches(model, shape):
   logits, variables = abstract_init(model, shape)
@@ -226,7 +232,7 @@ def test_vit_dropout_needs_rng_in_training_and_is_off_in_eval():
       train_logits, model.apply(variables, x, train=True, rngs={'dropout': KEY}))
 
 
-@pytest.mark.parametrize('name', ['alexnet_cifar', 'vgg11_cifar', 'vit_cifar'])
+@pytest.mark.parametrize('name', ['alexnet_cifar', 'vgg11_cifar', 'vgg16_cifar', 'vit_cifar'])
 def test_cifar_models_forward_on_two_images_is_finite(name):
   model = create_model(name, num_classes=10)
   x = random_images((2, 32, 32, 3))
@@ -238,7 +244,7 @@ def test_cifar_models_forward_on_two_images_is_finite(name):
   logits, updates = model.apply(variables, x, train=True, rngs={'dropout': KEY},
                                 mutable=['batch_stats'])
   assert logits.shape == (2, 10) and bool(jnp.isfinite(logits).all())
-  assert ('batch_stats' in updates) == (name == 'vgg11_cifar')
+  assert ('batch_stats' in updates) == name.startswith('vgg')
 
 
 @pytest.mark.parametrize('model, shape, error, message', [
@@ -288,6 +294,7 @@ def test_invalid_config_names_the_field(build, message):
     ('vgg11', VGG, dict(cfg=CONFIGS['A'], variant='imagenet', batch_norm=False)),
     ('vgg16', VGG, dict(cfg=CONFIGS['D'], variant='imagenet')),
     ('vgg11_cifar', VGG, dict(cfg=CONFIGS['A'], variant='cifar', batch_norm=True)),
+    ('vgg16_cifar', VGG, dict(cfg=CONFIGS['D'], variant='cifar', batch_norm=True)),
     ('vit_b16', ViT, dict(image_size=224, patch_size=16, width=768, depth=12, num_heads=12,
                           mlp_dim=3072)),
     ('vit_cifar', ViT, dict(image_size=32, patch_size=4, width=128, depth=6, num_heads=4,
@@ -303,5 +310,5 @@ def test_registry_round_trip(name, cls, attrs):
 
 def test_cifar_models_are_classifiers_of_the_task():
   from fdl.tasks import classification
-  for name in ('alexnet_cifar', 'vgg11_cifar', 'vit_cifar'):
+  for name in ('alexnet_cifar', 'vgg11_cifar', 'vgg16_cifar', 'vit_cifar'):
     assert name in classification.CLASSIFIERS

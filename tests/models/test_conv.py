@@ -108,7 +108,13 @@ CASES = [
     (2, 9, 7, 3, 4, (3, 1), (1, 2), ((1, 1), (0, 0))),  # Non-square kernel and strides.
     (1, 5, 4, 2, 3, (7, 7), (2, 2), 'SAME'),  # Kernel larger than the input.
     (3, 9, 7, 3, 4, (3, 3), (2, 2), 'SAME'),  # Batch > _MAX_TAPS_BATCH: autodiff's gradient.
+    # Outputs of at most _MAX_PATCHES_AREA pixels: conv2d_patches, at any batch.
+    (3, 2, 2, 8, 6, (3, 3), (1, 1), 'SAME'),  # VGG's last stage on 32 x 32 images.
+    (2, 1, 1, 4, 5, (3, 3), (1, 1), 'SAME'),
+    (1, 4, 3, 3, 2, (3, 3), (2, 2), ((0, 1), (2, 0))),  # 2 x 2 output, strided, asymmetric.
+    (4, 3, 5, 2, 3, (2, 3), (2, 3), 'VALID'),  # 1 x 1 output, non-square kernel.
 ]
+PATCH_CASES = CASES[-4:]
 
 
 def case_id(case):
@@ -146,7 +152,8 @@ def test_cpu_vjp_matches_autodiff(case):
   assert rel_err(dw, dw_ref) < 1e-5
 
 
-@pytest.mark.parametrize('case', [CASES[2], CASES[7], CASES[11], CASES[14]], ids=case_id)
+@pytest.mark.parametrize('case', [CASES[2], CASES[7], CASES[11], CASES[14], PATCH_CASES[2]],
+                         ids=case_id)
 def test_cpu_vjp_matches_numpy_float64(case):
   """Forward and gradients against a float64 NumPy reference (not JAX against JAX)."""
   strides, padding = case[6], case[7]
@@ -170,7 +177,7 @@ def test_numpy_reference_is_lax():
   np.testing.assert_allclose(numpy_conv(x, w, g, case[6], pads)[0], y, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize('case', [CASES[1], CASES[2], CASES[11]], ids=case_id)
+@pytest.mark.parametrize('case', [CASES[1], CASES[2], CASES[11], PATCH_CASES[0]], ids=case_id)
 def test_cpu_vjp_bfloat16(case):
   """In bfloat16 the outputs and gradients are bfloat16 and agree with XLA's to 2e-2."""
   strides, padding = case[6], case[7]
@@ -235,6 +242,22 @@ def test_lowering_in_jaxpr(lowering, batch):
     assert grad.count('dot_general') == 9  # One per kernel tap.
     assert KERNEL_GRAD_SPEC not in grad
   assert 'lhs_dilation=(2, 2)' in grad  # The input gradient: autodiff's transposed conv.
+
+
+@pytest.mark.parametrize('case', PATCH_CASES, ids=case_id)
+def test_tiny_outputs_are_patches_without_convolutions(case):
+  """cpu_vjp computes outputs of at most _MAX_PATCHES_AREA pixels as one matrix product:
+  no convolution in the forward pass or the gradients; xla keeps its convolution."""
+  x, w, _ = case_arrays(case)
+  strides, padding = case[6], case[7]
+  loss = lambda x, w: jnp.sum(conv.conv_general_dilated(x, w, strides, padding,
+                                                         dimension_numbers=NHWC) ** 2)
+  with conv.conv_lowering('cpu_vjp'):
+    grad = str(jax.make_jaxpr(jax.grad(lambda x, w: loss(x, w), (0, 1)))(x, w))
+  with conv.conv_lowering('xla'):
+    grad_xla = str(jax.make_jaxpr(jax.grad(lambda x, w: loss(x, w), (0, 1)))(x, w))
+  assert 'conv_general_dilated' not in grad and 'dot_general' in grad
+  assert 'conv_general_dilated' in grad_xla
 
 
 def test_compiler_options():

@@ -473,8 +473,8 @@ OWN_TESTS = {
     'diffusion_unet': 'test_diffusion_unet.py',
     'alexnet': 'test_classic_classifiers.py', 'alexnet_cifar': 'test_classic_classifiers.py',
     'vgg11': 'test_classic_classifiers.py', 'vgg16': 'test_classic_classifiers.py',
-    'vgg11_cifar': 'test_classic_classifiers.py', 'vit_b16': 'test_classic_classifiers.py',
-    'vit_cifar': 'test_classic_classifiers.py',
+    'vgg11_cifar': 'test_classic_classifiers.py', 'vgg16_cifar': 'test_classic_classifiers.py',
+    'vit_b16': 'test_classic_classifiers.py', 'vit_cifar': 'test_classic_classifiers.py',
     'rnn_classifier': 'test_recurrent.py',
     'autoencoder': 'test_autoencoder.py', 'vae': 'test_autoencoder.py', 'dcgan': 'test_gan.py',
 }
